@@ -1,0 +1,107 @@
+# -*- coding: utf-8 -*-
+# Copyright: oomguard contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one size parser: modules, filters and templates all agree through it.
+
+Accepted forms (binary multiples, as systemd and the kernel use them):
+  1048576        bytes
+  512K 512M 2G 1T (also KiB/MiB/GiB/TiB and lowercase; B suffix allowed)
+  1.5G           fractional, rounded down to whole bytes
+  25%            of the host's physical RAM (needs total_bytes)
+  infinity       no limit (where the caller allows it)
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+INFINITY = "infinity"
+
+_MULTIPLIERS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "m": 1024 ** 2,
+    "g": 1024 ** 3,
+    "t": 1024 ** 4,
+}
+
+_SIZE_RE = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kKmMgGtT]?)(?:i?[bB])?\s*$")
+_PERCENT_RE = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*%\s*$")
+
+ALLOWED_FORMS = "bytes (e.g. 1048576), a size with K/M/G/T suffix (binary, e.g. 512M, 1.5G), N% of RAM (0-100%)"
+
+
+class SizeError(ValueError):
+    """A size string that is not one of the allowed forms."""
+
+
+def parse_size(value, total_bytes=None, allow_infinity=True, name="size"):
+    """Return the size in bytes (int), or INFINITY.
+
+    Raises SizeError with a message naming `name` and the allowed forms.
+    """
+    forms = ALLOWED_FORMS + (", or 'infinity'" if allow_infinity else "")
+    if isinstance(value, bool) or value is None:
+        raise SizeError("%s: %r is not a size; allowed: %s" % (name, value, forms))
+    if isinstance(value, int):
+        if value < 0:
+            raise SizeError("%s: %d is negative; allowed: %s" % (name, value, forms))
+        return value
+    if isinstance(value, float):
+        if value < 0:
+            raise SizeError("%s: %r is negative; allowed: %s" % (name, value, forms))
+        return int(value)
+    text = str(value).strip()
+    if text.lower() in ("infinity", "max", "unlimited"):
+        if allow_infinity:
+            return INFINITY
+        raise SizeError("%s: %r is not allowed here; allowed: %s" % (name, value, ALLOWED_FORMS))
+    match = _PERCENT_RE.match(text)
+    if match:
+        percent = float(match.group("number"))
+        if percent > 100:
+            raise SizeError("%s: %r is above 100%% of RAM; allowed: %s" % (name, value, forms))
+        if not total_bytes:
+            raise SizeError("%s: %r is a percentage but the host's RAM is unknown" % (name, value))
+        return int(total_bytes * percent / 100)
+    match = _SIZE_RE.match(text)
+    if not match:
+        raise SizeError("%s: %r is not a size; allowed: %s" % (name, value, forms))
+    number = float(match.group("number"))
+    return int(number * _MULTIPLIERS[match.group("unit").lower()])
+
+
+def is_size(value, total_bytes=None, allow_infinity=True):
+    try:
+        parse_size(value, total_bytes=total_bytes, allow_infinity=allow_infinity)
+    except SizeError:
+        return False
+    return True
+
+
+def format_size(value):
+    """Shortest exact K/M/G/T form of a byte count (systemd and kernel accept it)."""
+    if value == INFINITY or value is None:
+        return INFINITY
+    value = int(value)
+    for suffix, mult in (("T", 1024 ** 4), ("G", 1024 ** 3), ("M", 1024 ** 2), ("K", 1024)):
+        if value and value % mult == 0:
+            return "%d%s" % (value // mult, suffix)
+    return str(value)
+
+
+def human_size(value, precision=1):
+    """Readable binary size for reports: 1.5 GiB, 512 MiB, 100 B."""
+    if value == INFINITY or value is None:
+        return INFINITY
+    value = float(value)
+    for suffix, mult in (("TiB", 1024 ** 4), ("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if abs(value) >= mult:
+            text = ("%." + str(precision) + "f") % (value / mult)
+            if "." in text:
+                text = text.rstrip("0").rstrip(".")
+            return "%s %s" % (text, suffix)
+    return "%d B" % value

@@ -1,0 +1,54 @@
+# oomguard: one entry point for setting up, auditing and testing.
+#
+#   make audit      the main job: read-only audit of this machine with oomguard_check
+#   make test       everything CI runs: lint, unit tests, every Molecule scenario
+#
+# Both install what they need first (scripts/setup). Run them as root on a fresh
+# Debian 12 machine; `make audit` also works unprivileged (it sees less).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
+export PYTHONDONTWRITEBYTECODE := 1
+SCENARIOS ?= default vm
+
+.PHONY: help setup setup-test audit lint unit images molecule test bench collection clean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+setup:
+	scripts/setup
+
+setup-test:
+	scripts/setup --test
+
+audit: setup
+	ansible-playbook playbooks/audit.yml
+
+lint: setup
+	yamllint --strict .
+	ansible-lint --profile production --offline
+
+unit: setup
+	pytest tests/unit
+
+images: setup-test
+	molecule/images/build.sh
+
+molecule: setup-test images
+	molecule/run-all.sh $(SCENARIOS)
+
+test: setup-test
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory molecule
+
+bench: setup
+	bench/run
+
+clean:
+	rm -rf reports build .pytest_cache

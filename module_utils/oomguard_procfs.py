@@ -237,3 +237,86 @@ def pids_by_name(name, proc="/proc"):
             if argv and os.path.basename(argv[0]) == name:
                 found.append(pid)
     return found
+
+
+# CAP_SYS_RESOURCE (linux/capability.h): needed to LOWER oom_score_adj below the
+# process's oom_score_adj_min (see proc(5) and fs/proc/base.c __set_oom_adj).
+CAP_SYS_RESOURCE = 24
+
+
+def parse_stat_ids(text):
+    """(ppid, pgrp, session) from /proc/<pid>/stat text (fields 4, 5 and 6 of proc(5))."""
+    fields = text[text.rindex(")") + 2:].split(None, 4)
+    return int(fields[1]), int(fields[2]), int(fields[3])
+
+
+def read_stat_ids(pid, proc="/proc"):
+    """{'pid', 'ppid', 'pgrp', 'session', 'comm'} of a process, or None when it is gone."""
+    text = read_text(os.path.join(proc, str(pid), "stat"))
+    if text is None:
+        return None
+    try:
+        ppid, pgrp, session = parse_stat_ids(text)
+        comm = text[text.index("(") + 1:text.rindex(")")]
+    except (ValueError, IndexError):
+        return None
+    return {"pid": int(pid), "ppid": ppid, "pgrp": pgrp, "session": session, "comm": comm}
+
+
+def parse_capabilities(status_text, field="CapEff"):
+    """The capability mask (int) of a /proc/<pid>/status field, or None when absent."""
+    for line in (status_text or "").splitlines():
+        key, _, value = line.partition(":")
+        if key == field:
+            try:
+                return int(value.strip(), 16)
+            except ValueError:
+                return None
+    return None
+
+
+def has_capability(cap, pid="self", proc="/proc"):
+    """True when the process's effective set holds capability number cap."""
+    mask = parse_capabilities(read_text(os.path.join(proc, str(pid), "status"), "") or "")
+    return bool(mask is not None and mask & (1 << cap))
+
+
+def descendants_of(processes, roots):
+    """Pids of every descendant of the pids in roots (not the roots), from dicts with pid/ppid."""
+    children = {}
+    for info in processes:
+        children.setdefault(info["ppid"], []).append(info["pid"])
+    found = set()
+    stack = list(roots)
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return sorted(found - set(roots))
+
+
+# Markers container engines leave (systemd-detect-virt --container looks at the same).
+CONTAINER_MARKERS = (("/run/.containerenv", "podman"), ("/.dockerenv", "docker"))
+
+
+def container_marker(root="/", proc="/proc"):
+    """Name of the container engine this host runs in ('podman', 'docker', 'lxc', ...) or None.
+
+    Reads /run/systemd/container (written by systemd in a container), the engines' marker
+    files, then PID 1's `container=` environment variable (readable by root only).
+    """
+    text = read_text(os.path.join(root, "run/systemd/container"))
+    if text and text.strip():
+        return text.strip()
+    for path, name in CONTAINER_MARKERS:
+        if os.path.exists(os.path.join(root, path.lstrip("/"))):
+            return name
+    try:
+        environ = read_text(os.path.join(proc, "1", "environ")) or ""
+    except ValueError:  # undecodable bytes in someone's environment
+        environ = ""
+    for item in environ.split("\0"):
+        if item.startswith("container=") and item[len("container="):]:
+            return item[len("container="):]
+    return None

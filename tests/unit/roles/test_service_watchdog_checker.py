@@ -1,0 +1,518 @@
+"""Unit tests for roles/service_watchdog/files/oomguard-watchdog (the health checker).
+
+The decision logic is tested as a state machine driven by a fake clock; probes run
+against real local sockets and files; systemctl is a small fake executable that keeps
+unit states in a directory (the boundary, not the thing under test).
+"""
+
+import io
+import json
+import os
+import socket
+import sys
+import textwrap
+import threading
+import types
+from importlib.machinery import SourceFileLoader
+from importlib.util import module_from_spec, spec_from_loader
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+CHECKER = os.path.join(REPO, "roles", "service_watchdog", "files", "oomguard-watchdog")
+sys.path.insert(0, os.path.join(REPO, "module_utils"))  # what /usr/lib/oomguard/python holds
+
+
+def _load():
+    loader = SourceFileLoader("oomguard_watchdog", CHECKER)
+    module = module_from_spec(spec_from_loader("oomguard_watchdog", loader))
+    loader.exec_module(module)
+    return module
+
+
+wd = _load()
+
+
+class FakeClock:
+    def __init__(self, now=1_700_000_000):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+def make_check(**over):
+    raw = {"name": "ssh", "unit": "ssh.service",
+           "probe": {"type": "tcp", "host": "127.0.0.1", "port": 22, "banner": "SSH-2.0-"},
+           "failures_before_restart": 1, "max_restarts": 2, "grace": 20}
+    raw.update(over)
+    return wd.normalize_config({"checks": [raw]})["checks"][0]
+
+
+ESC = {"action": "log", "min_interval": 3600, "grace": 600, "reboot_command": ["systemctl", "reboot"]}
+
+
+def kinds(actions):
+    return [a[0] for a in actions]
+
+
+# ---------------------------------------------------------------- configuration
+
+def test_config_defaults():
+    cfg = wd.normalize_config({"checks": [{"name": "cron", "unit": "cron",
+                                           "probe": {"type": "heartbeat", "path": "/var/lib/oomguard/cron-heartbeat"}}]})
+    check = cfg["checks"][0]
+    assert check["unit"] == "cron.service"
+    assert check["probe"] == {"type": "heartbeat", "path": "/var/lib/oomguard/cron-heartbeat", "max_age": 150}
+    assert check["failures_before_restart"] == 1 and check["require_active"] is True
+    assert cfg["escalation"]["action"] == "log"
+    assert cfg["state_file"] == "/var/lib/oomguard/watchdog-state.json"
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"interval": 0}, "interval: 0 must be an integer >= 1"),
+    ({"escalation": {"action": "explode"}}, "escalation.action: 'explode'; allowed: log, reboot"),
+    ({"escalation": {"min_interval": -5}}, "escalation.min_interval: -5"),
+    ({"escalation": {"action": "reboot", "reboot_command": "reboot"}}, "escalation.reboot_command"),
+    ({"checks": [{"name": "x", "unit": "x", "max_restarts": -1}]}, "checks[0].max_restarts: -1"),
+    ({"checks": [{"name": "x", "unit": "x", "failures_before_restart": 0}]}, "failures_before_restart: 0"),
+    ({"checks": [{"name": "x", "unit": "x", "grace": True}]}, "checks[0].grace: True"),
+    ({"checks": [{"name": "x", "unit": "a b"}]}, "checks[0].unit: 'a b' is not a valid unit name"),
+    ({"checks": [{"name": "x", "unit": "../x"}]}, "is not a valid unit name"),
+    ({"checks": [{"name": "x y", "unit": "x"}]}, "checks[0].name: 'x y'"),
+    ({"checks": [{"name": "x", "unit": "x"}, {"name": "x", "unit": "y"}]}, "checks[1].name: 'x' is used twice"),
+    ({"checks": [{"name": "x", "unit": "x", "probe": {"type": "ping"}}]}, "probe.type: 'ping'; allowed: tcp"),
+    ({"checks": [{"name": "x", "unit": "x", "probe": {"type": "tcp", "port": 70000}}]}, "port: 70000 must be 1-65535"),
+    ({"checks": [{"name": "x", "unit": "x", "probe": {"type": "tcp"}}]}, "probe.port: None"),
+    ({"checks": [{"name": "x", "unit": "x", "probe": {"type": "heartbeat", "path": "rel"}}]}, "absolute path"),
+    ({"checks": [{"name": "x", "unit": "x", "probe": {"type": "heartbeat", "path": "/h", "max_age": 0}}]},
+     "max_age: 0"),
+    ({"checks": [{"name": "x", "unit": "x", "probe": {"type": "command", "argv": "true"}}]}, "argument vector"),
+    ({"checks": [{"name": "x", "unit": "x", "probe": {"type": "command", "argv": ["true"], "timeout": 0}}]},
+     "timeout: 0"),
+    ({"state_file": "state.json"}, "state_file: 'state.json' must be an absolute path"),
+    ([], "must be a JSON object"),
+])
+def test_config_rejects_bad_input(raw, message):
+    with pytest.raises(wd.ConfigError) as err:
+        wd.normalize_config(raw)
+    assert message in str(err.value)
+
+
+def test_check_config_cli(tmp_path, capsys):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"interval": 15, "checks": [{"name": "ssh", "unit": "ssh.service"}]}))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"interval": 15, "escalation": {"action": "nuke"}}))
+    assert wd.main(["--check-config", str(good)]) == 0
+    assert wd.main(["--check-config", str(bad)]) == 2
+    assert "escalation.action: 'nuke'" in capsys.readouterr().err
+    assert wd.main(["--check-config", str(tmp_path / "missing.json")]) == 2
+
+
+# ---------------------------------------------------------------- state machine
+
+def drive(check, steps, clock, esc_state=None, esc_cfg=ESC):
+    """Feed (advance, ok) steps through decide(); return [(status, kinds)] per step."""
+    cstate = wd.new_check_state(check["unit"])
+    esc_state = esc_state if esc_state is not None else wd.new_state()["escalation"]
+    trace = []
+    for advance, ok in steps:
+        clock.advance(advance)
+        cstate, actions = wd.decide(check, cstate, ok, "evidence", clock(), esc_state, esc_cfg)
+        for action in actions:
+            if action[0] == "escalate":
+                esc_state.update(last_time=clock(), last_action=action[1])
+        trace.append((cstate["status"], kinds(actions)))
+    return trace, cstate, esc_state
+
+
+def test_healthy_stays_ok_and_silent():
+    trace, cstate, _ = drive(make_check(), [(10, True)] * 3, FakeClock())
+    assert trace == [("ok", [])] * 3
+    assert cstate["consecutive_failures"] == 0 and cstate["last_ok"] is not None
+
+
+def test_failing_before_restart_threshold():
+    check = make_check(failures_before_restart=3)
+    trace, cstate, _ = drive(check, [(10, False), (10, False), (10, False)], FakeClock())
+    assert [t[0] for t in trace] == ["failing", "failing", "restarted"]
+    assert trace[2][1] == ["log", "notify", "restart"]
+    assert cstate["restart_attempts"] == 1
+
+
+def test_restart_then_grace_then_recovery():
+    clock = FakeClock()
+    check = make_check(grace=25)
+    trace, cstate, _ = drive(check, [(10, False), (10, False), (10, False), (10, True)], clock)
+    # t+10 restart; t+20 in grace (no action); t+30 grace over (ends t+35): still grace; t+40 ok
+    assert trace[0] == ("restarted", ["log", "notify", "restart"])
+    assert trace[1] == ("restarted", ["log"])
+    assert trace[2] == ("restarted", ["log"])
+    assert trace[3] == ("ok", ["log", "notify"])
+    assert cstate["restarts_total"] == 1 and cstate["restart_attempts"] == 0
+
+
+def test_failed_restarts_escalate_once_then_keep_repairing():
+    clock = FakeClock()
+    check = make_check(max_restarts=2, grace=5)
+    steps = [(10, False)] * 6
+    trace, cstate, esc = drive(check, steps, clock)
+    assert [t[0] for t in trace] == ["restarted", "restarted", "escalated", "escalated", "escalated", "escalated"]
+    assert trace[2][1] == ["log", "notify", "escalate"]
+    # after the escalation the unit is still restarted, max_restarts more times ...
+    assert trace[3][1] == ["log", "notify", "restart"]
+    assert trace[4][1] == ["log", "notify", "restart"]
+    # ... then the gate (min_interval) suppresses a second escalation: restart quietly
+    assert trace[5][1] == ["log", "restart"]
+    assert esc["last_action"] == "log" and esc["last_time"] == clock() - 30
+
+
+def test_escalation_gate_rate_limit_and_grace():
+    cfg = dict(ESC, min_interval=3600, grace=600)
+    assert wd.escalation_gate({"last_time": None}, cfg, 1000) == (True, None)
+    allowed, reason = wd.escalation_gate({"last_time": 1000, "last_action": "reboot"}, cfg, 1300)
+    assert not allowed and "grace period" in reason
+    allowed, reason = wd.escalation_gate({"last_time": 1000, "last_action": "reboot"}, cfg, 2000)
+    assert not allowed and "at most one escalation every 3600s" in reason
+    assert wd.escalation_gate({"last_time": 1000}, cfg, 4600) == (True, None)
+    # a grace period longer than the interval still wins
+    cfg = dict(ESC, min_interval=60, grace=600)
+    assert not wd.escalation_gate({"last_time": 1000}, cfg, 1100)[0]
+
+
+def test_second_check_cannot_escalate_inside_previous_grace():
+    clock = FakeClock()
+    esc = {"last_time": clock() - 100, "last_action": "reboot", "last_check": "cron", "count": 1}
+    check = make_check(max_restarts=0)
+    cstate, actions = wd.decide(check, wd.new_check_state("ssh.service"), False, "no banner", clock(), esc,
+                                dict(ESC, action="reboot"))
+    assert "escalate" not in kinds(actions)
+    assert kinds(actions) == ["log", "restart"]
+    assert "escalation suppressed: previous escalation (reboot, 100s ago)" in actions[0][2]
+    assert cstate["status"] == "restarted"
+
+
+def test_escalation_allowed_after_interval():
+    clock = FakeClock()
+    esc = {"last_time": clock() - 7200, "last_action": "reboot"}
+    check = make_check(max_restarts=0)
+    cstate, actions = wd.decide(check, wd.new_check_state("ssh.service"), False, "x", clock(), esc,
+                                dict(ESC, action="reboot"))
+    assert actions[-1] == ("escalate", "reboot", actions[0][2])
+    assert cstate["status"] == "escalated" and cstate["escalated_at"] == clock()
+
+
+def test_decide_does_not_mutate_inputs():
+    check = make_check()
+    cstate = wd.new_check_state("ssh.service")
+    esc = wd.new_state()["escalation"]
+    before = (json.dumps(cstate, sort_keys=True), json.dumps(esc, sort_keys=True))
+    wd.decide(check, cstate, False, "x", 1000, esc, ESC)
+    assert before == (json.dumps(cstate, sort_keys=True), json.dumps(esc, sort_keys=True))
+
+
+@pytest.mark.parametrize("heartbeat, now, active_since, expected", [
+    (1000, 1100, None, True),
+    (1000, 1150, None, True),
+    (1000, 1151, None, False),
+    (None, 1151, None, False),
+    # cron (re)started 30 s ago: it has not had its minute yet
+    (1000, 1300, 1270, True),
+    (None, 1300, 1270, True),
+    # cron started long ago and its heartbeat is stale: alive but not running jobs
+    (1000, 1300, 900, False),
+])
+def test_heartbeat_verdict(heartbeat, now, active_since, expected):
+    ok, detail = wd.heartbeat_verdict(heartbeat, now, 150, active_since)
+    assert ok is expected, detail
+
+
+@pytest.mark.parametrize("text, mtime, expected", [
+    ("1700000000\n", 5.0, 1700000000),
+    ("garbage", 1699999999.7, 1699999999),
+    ("", None, None),
+    (None, None, None),
+])
+def test_parse_heartbeat(text, mtime, expected):
+    assert wd.parse_heartbeat(text, mtime) == expected
+
+
+# ---------------------------------------------------------------- probes
+
+class Server:
+    """A real TCP server on 127.0.0.1 sending `greeting` (or nothing) to each client."""
+
+    def __init__(self, greeting):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.greeting = greeting
+        self.received = b""
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn:
+            if self.greeting:
+                conn.sendall(self.greeting)
+            conn.settimeout(2)
+            try:
+                self.received = conn.recv(100)
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+        self.thread.join(3)
+
+
+@pytest.mark.parametrize("greeting, banner, ok, evidence", [
+    (b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n", "SSH-2.0-", True, "banner 'SSH-2.0-OpenSSH_9.2p1"),
+    (b"SSH-2.0-OpenSSH_8.4p1", "SSH-2.0-", True, "banner"),  # no newline yet: read until timeout
+    (b"HTTP/1.1 400 Bad Request\r\n", "SSH-2.0-", False, "does not start with 'SSH-2.0-'"),
+    (None, "SSH-2.0-", False, "no banner within 1s"),
+    (None, None, True, "connect 127.0.0.1"),
+])
+def test_probe_tcp(greeting, banner, ok, evidence):
+    server = Server(greeting)
+    try:
+        result, detail = wd.probe_tcp("127.0.0.1", server.port, 1, banner)
+    finally:
+        server.close()
+    assert result is ok, detail
+    assert evidence in detail
+    if ok and banner:
+        assert server.received.startswith(b"SSH-2.0-oomguard_watchdog")
+
+
+def test_probe_tcp_refused():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    ok, detail = wd.probe_tcp("127.0.0.1", port, 1, "SSH-2.0-")
+    assert not ok and "connect 127.0.0.1:%d" % port in detail
+
+
+@pytest.mark.parametrize("argv, ok, evidence", [
+    (["true"], True, "ok"),
+    (["sh", "-c", "echo broken; exit 3"], False, "exited 3 broken"),
+    (["sleep", "5"], False, "timed out after 1s"),
+    (["/nonexistent/probe"], False, "No such file"),
+])
+def test_probe_command(argv, ok, evidence):
+    result, detail = wd.probe_command(argv, 1)
+    assert result is ok and evidence in detail, detail
+
+
+def test_read_hw_watchdog(tmp_path):
+    sys_class = tmp_path / "sys"
+    (sys_class / "watchdog0").mkdir(parents=True)
+    (sys_class / "watchdog0" / "identity").write_text("i6300ESB timer\n")
+    (sys_class / "watchdog0" / "timeout").write_text("10\n")
+    (sys_class / "watchdog0" / "state").write_text("active\n")
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    assert wd.read_hw_watchdog(str(sys_class), str(dev)) == {
+        "present": False, "identity": "i6300ESB timer", "timeout": 10, "state": "active"}
+    (dev / "watchdog").write_text("")
+    assert wd.read_hw_watchdog(str(tmp_path / "none"), str(dev)) == {"present": True}
+
+
+# ---------------------------------------------------------------- whole runs with a fake systemctl
+
+FAKE_SYSTEMCTL = textwrap.dedent("""\
+    #!{python}
+    # Fake systemctl: unit states live in $FAKE_SYSTEMD/<unit> as "ActiveState MonotonicUsec".
+    import os, sys, time
+    root = os.environ["FAKE_SYSTEMD"]
+    args = [a for a in sys.argv[1:] if a != "--no-block"]
+    with open(os.path.join(root, "calls.log"), "a") as log:
+        log.write(" ".join(sys.argv[1:]) + "\\n")
+    unit = args[-1]
+    path = os.path.join(root, unit)
+    if args[0] == "show":
+        if not os.path.exists(path):
+            print("LoadState=not-found\\nActiveState=inactive\\nSubState=dead\\nActiveEnterTimestampMonotonic=0")
+        else:
+            state, usec = open(path).read().split()
+            print("LoadState=loaded\\nActiveState=%s\\nSubState=running\\nActiveEnterTimestampMonotonic=%s"
+                  % (state, usec))
+    elif args[0] == "restart":
+        if not os.path.exists(path):
+            sys.stderr.write("Failed to restart %s: Unit %s not found.\\n" % (unit, unit))
+            sys.exit(5)
+        open(path, "w").write("active %d" % int(time.monotonic() * 1e6))
+    """)
+
+
+@pytest.fixture
+def fake_systemd(tmp_path, monkeypatch):
+    root = tmp_path / "systemd"
+    root.mkdir()
+    script = tmp_path / "systemctl"
+    script.write_text(FAKE_SYSTEMCTL.format(python=sys.executable))
+    script.chmod(0o755)
+    monkeypatch.setenv("FAKE_SYSTEMD", str(root))
+    return root, str(script)
+
+
+def write_config(tmp_path, checks, **over):
+    raw = {"interval": 10, "state_file": str(tmp_path / "state.json"),
+           "sinks_file": str(tmp_path / "sinks.json"), "pause_file": str(tmp_path / "pause"),
+           "checks": checks}
+    raw.update(over)
+    path = tmp_path / "watchdog.json"
+    path.write_text(json.dumps(raw))
+    return str(path)
+
+
+def calls(root):
+    log = root / "calls.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def test_run_once_restarts_stopped_cron_and_keeps_grace(tmp_path, fake_systemd):
+    root, systemctl = fake_systemd
+    heartbeat = tmp_path / "cron-heartbeat"
+    clock = FakeClock()
+    heartbeat.write_text("%d\n" % (clock() - 20))
+    (root / "cron.service").write_text("inactive 0")
+    cfg = wd.load_config(write_config(tmp_path, [{
+        "name": "cron", "unit": "cron.service", "grace": 90,
+        "probe": {"type": "heartbeat", "path": str(heartbeat), "max_age": 150}}]))
+    out = io.StringIO()
+    state = wd.run_once(cfg, wd.new_state(), wd.Systemd(systemctl), wd.Output(out), clock=clock)
+    assert state["checks"]["cron"]["status"] == "restarted"
+    assert calls(root)[-2:] == ["reset-failed cron.service", "--no-block restart cron.service"]
+    assert "<4>cron: failing (cron.service is inactive (running)): restarting cron.service (attempt 1/3)" \
+        in out.getvalue()
+    # The restarted cron has not written yet and the old heartbeat ages past the threshold:
+    # the unit's fresh start time (and the grace) keep the checker from a restart loop.
+    for _ in range(9):
+        clock.advance(15)
+        state = wd.run_once(cfg, state, wd.Systemd(systemctl), wd.Output(io.StringIO()), clock=clock)
+    assert sum(1 for c in calls(root) if "restart cron" in c) == 1
+    heartbeat.write_text("%d\n" % clock())
+    state = wd.run_once(cfg, state, wd.Systemd(systemctl), wd.Output(out), clock=clock)
+    assert state["checks"]["cron"]["status"] == "ok"
+
+
+def test_main_writes_state_schema_and_notifies(tmp_path, fake_systemd, monkeypatch, capsys):
+    root, systemctl = fake_systemd
+    (root / "ssh.service").write_text("active 1")
+    (root / "app.service").write_text("failed 0")
+    server = Server(b"SSH-2.0-OpenSSH_9.2p1\r\n")
+    notify_dir = tmp_path / "notify"
+    notify_dir.mkdir()
+    # A stand-in for the alerting engineer's module (another component, not under test).
+    (notify_dir / "oomguard_notify.py").write_text(textwrap.dedent("""\
+        import json
+        SENT = []
+        def load_sinks(path):
+            return json.load(open(path))
+        def notify(event, sinks):
+            with open(sinks["out"], "a") as handle:
+                handle.write(json.dumps(event) + "\\n")
+        """))
+    monkeypatch.syspath_prepend(str(notify_dir))
+    sent = tmp_path / "sent.jsonl"
+    (tmp_path / "sinks.json").write_text(json.dumps({"out": str(sent)}))
+    config = write_config(tmp_path, [
+        {"name": "ssh", "unit": "ssh.service", "require_active": False,
+         "probe": {"type": "tcp", "host": "127.0.0.1", "port": server.port, "banner": "SSH-2.0-", "timeout": 2}},
+        {"name": "app", "unit": "app.service", "max_restarts": 0,
+         "probe": {"type": "command", "argv": ["true"], "timeout": 2}},
+    ])
+    try:
+        assert wd.main(["--config", config, "--systemctl", systemctl]) == 0
+    finally:
+        server.close()
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert isinstance(state["last_run"], int)
+    assert state["checks"]["ssh"]["status"] == "ok"
+    assert state["checks"]["app"]["status"] == "escalated"
+    assert state["escalation"]["last_check"] == "app" and state["escalation"]["last_action"] == "log"
+    assert set(state["checks"]["app"]) >= {"status", "unit", "consecutive_failures", "restart_attempts",
+                                           "last_restart", "grace_until", "last_result"}
+    assert "hardware_watchdog" in state
+    assert oct(os.stat(tmp_path / "state.json").st_mode & 0o777) == "0o644"
+    events = [json.loads(line) for line in sent.read_text().splitlines()]
+    assert [(e["severity"], e["kind"]) for e in events] == [("critical", "watchdog_escalation")]
+    assert events[0]["source"] == "oomguard-watchdog" and events[0]["details"]["unit"] == "app.service"
+    assert "<3>app: app.service still failing (app.service is failed (running)) after 0 restart(s): escalating (log)" \
+        in capsys.readouterr().out
+    assert not any("restart" in c for c in calls(root))
+
+
+def test_reboot_escalation_saves_state_first_and_runs_once(tmp_path, fake_systemd):
+    root, systemctl = fake_systemd
+    marker = tmp_path / "rebooted"
+    cfg = wd.load_config(write_config(
+        tmp_path, [{"name": "gone", "unit": "gone.service", "max_restarts": 1, "grace": 0}],
+        escalation={"action": "reboot", "min_interval": 3600, "grace": 600,
+                    "reboot_command": ["sh", "-c", "cat %s > %s" % (tmp_path / "state.json", marker)]}))
+    clock = FakeClock()
+    state = wd.new_state()
+    out = io.StringIO()
+    for _ in range(6):
+        state = wd.run_once(cfg, state, wd.Systemd(systemctl), wd.Output(out), clock=clock,
+                            escalate=wd.reboot_escalation(cfg, wd.Output(out)))
+        clock.advance(10)
+    saved = json.loads(marker.read_text())  # what the state file held when "reboot" ran
+    assert saved["escalation"]["last_action"] == "reboot" and saved["escalation"]["count"] == 1
+    assert state["escalation"]["count"] == 1
+    assert "restart of gone.service failed (rc 5): Failed to restart gone.service" in out.getvalue()
+    assert "escalation suppressed: previous escalation (reboot" not in out.getvalue()  # quiet after escalation
+
+
+def test_pause_file_probes_only(tmp_path, fake_systemd):
+    root, systemctl = fake_systemd
+    (root / "cron.service").write_text("inactive 0")
+    cfg = wd.load_config(write_config(tmp_path, [{"name": "cron", "unit": "cron.service"}]))
+    (tmp_path / "pause").write_text("")
+    out = io.StringIO()
+    state = wd.run_once(cfg, wd.new_state(), wd.Systemd(systemctl), wd.Output(out), clock=FakeClock())
+    assert not any("restart" in c for c in calls(root))
+    assert state["checks"]["cron"]["status"] == "ok"  # nothing decided while paused
+    assert "probing only" in out.getvalue()
+
+
+@pytest.mark.parametrize("content", ["", "{not json", json.dumps({"version": 99, "checks": {}}), json.dumps([1])])
+def test_load_state_falls_back_to_fresh(tmp_path, content):
+    path = tmp_path / "state.json"
+    path.write_text(content)
+    assert wd.load_state(str(path)) == wd.new_state()
+
+
+def test_load_notifier_without_module_logs_journal_only(tmp_path, monkeypatch):
+    (tmp_path / "sinks.json").write_text("{}")
+    monkeypatch.setitem(sys.modules, "oomguard_notify", None)  # import fails
+    out = io.StringIO()
+    assert wd.load_notifier(str(tmp_path / "sinks.json"), wd.Output(out)) is None
+    assert "oomguard_notify is not installed: journal only" in out.getvalue()
+    assert wd.load_notifier(str(tmp_path / "absent.json"), wd.Output(out)) is None
+
+
+def test_broken_notifier_never_stops_the_watchdog(tmp_path, monkeypatch):
+    (tmp_path / "sinks.json").write_text("{}")
+    broken = types.ModuleType("oomguard_notify")
+    broken.load_sinks = lambda path: {}
+
+    def notify(event, sinks):
+        raise RuntimeError("smtp down")
+    broken.notify = notify
+    monkeypatch.setitem(sys.modules, "oomguard_notify", broken)
+    out = io.StringIO()
+    send = wd.load_notifier(str(tmp_path / "sinks.json"), wd.Output(out))
+    send({"kind": "x"})
+    assert "<3>alert delivery failed: smtp down" in out.getvalue()

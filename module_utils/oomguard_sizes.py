@@ -28,7 +28,8 @@ _MULTIPLIERS = {
     "t": 1024 ** 4,
 }
 
-_SIZE_RE = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kKmMgGtT]?)(?:i?[bB])?\s*$")
+# "iB" only after a unit letter: "512KiB" is a size, "512iB" is not.
+_SIZE_RE = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*(?:(?P<unit>[kKmMgGtT])i?)?[bB]?\s*$")
 _PERCENT_RE = re.compile(r"^\s*(?P<number>\d+(?:\.\d+)?)\s*%\s*$")
 
 ALLOWED_FORMS = "bytes (e.g. 1048576), a size with K/M/G/T suffix (binary, e.g. 512M, 1.5G), N% of RAM (0-100%)"
@@ -71,7 +72,7 @@ def parse_size(value, total_bytes=None, allow_infinity=True, name="size"):
     if not match:
         raise SizeError("%s: %r is not a size; allowed: %s" % (name, value, forms))
     number = float(match.group("number"))
-    return int(number * _MULTIPLIERS[match.group("unit").lower()])
+    return int(number * _MULTIPLIERS[(match.group("unit") or "").lower()])
 
 
 def is_size(value, total_bytes=None, allow_infinity=True):
@@ -91,6 +92,11 @@ def format_size(value):
         if value and value % mult == 0:
             return "%d%s" % (value // mult, suffix)
     return str(value)
+
+
+def systemd_size(value, total_bytes=None, allow_infinity=True, name="size"):
+    """Any accepted size form as systemd writes it (bytes resolved, e.g. 64M, infinity)."""
+    return format_size(parse_size(value, total_bytes=total_bytes, allow_infinity=allow_infinity, name=name))
 
 
 def human_size(value, precision=1):

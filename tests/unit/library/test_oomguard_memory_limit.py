@@ -1,0 +1,389 @@
+"""oomguard_memory_limit against fake /proc, cgroup and drop-in trees and a fake systemctl.
+
+The fake systemctl behaves like systemd where it matters here: `show` prints the unit's
+properties, `daemon-reload` loads the drop-ins from disk, `set-property --runtime` sets
+the properties and writes the cgroup files the way systemd does (all five on v2, only
+memory.limit_in_bytes on v1, nothing where the memory cgroup is read-only).
+"""
+
+import os
+
+import pytest
+
+import oomguard_memory_limit as mod
+from ansible.module_utils.oomguard_systemd import parse_unit_file
+
+MEMINFO = """MemTotal:        1004032 kB
+MemFree:          612340 kB
+MemAvailable:     801220 kB
+Buffers:           18212 kB
+Cached:           214000 kB
+SwapCached:            0 kB
+SwapTotal:             0 kB
+SwapFree:              0 kB
+"""
+
+V2_MOUNTS = """sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0
+proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0
+cgroup2 {root} cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate,memory_recursiveprot 0 0
+"""
+
+# Recorded on a Debian 12 host booted with systemd.unified_cgroup_hierarchy=0 (hybrid).
+V1_MOUNTS = """tmpfs /sys/fs/cgroup tmpfs ro,nosuid,nodev,noexec,size=4096k,nr_inodes=1024,mode=755 0 0
+cgroup2 {root}/unified cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate 0 0
+cgroup {root}/systemd cgroup rw,nosuid,nodev,noexec,relatime,xattr,name=systemd 0 0
+cgroup {root}/cpu,cpuacct cgroup rw,nosuid,nodev,noexec,relatime,cpu,cpuacct 0 0
+cgroup {root}/memory cgroup rw,nosuid,nodev,noexec,relatime,memory 0 0
+cgroup {root}/pids cgroup rw,nosuid,nodev,noexec,relatime,pids 0 0
+"""
+
+V1_UNLIMITED = "9223372036854771712\n"
+V2_DEFAULTS = {"memory.high": "max\n", "memory.max": "max\n", "memory.swap.max": "max\n",
+               "memory.low": "0\n", "memory.min": "0\n",
+               "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n"}
+V1_DEFAULTS = {"memory.limit_in_bytes": V1_UNLIMITED, "memory.memsw.limit_in_bytes": V1_UNLIMITED,
+               "memory.soft_limit_in_bytes": V1_UNLIMITED, "memory.usage_in_bytes": "5472256\n"}
+PROPS = {"MemoryHigh": "high", "MemoryMax": "max", "MemorySwapMax": "swap_max", "MemoryLow": "low",
+         "MemoryMin": "min"}
+V2_FILES = {"MemoryHigh": "memory.high", "MemoryMax": "memory.max", "MemorySwapMax": "memory.swap.max",
+            "MemoryLow": "memory.low", "MemoryMin": "memory.min"}
+
+
+def _bytes(text):
+    from ansible.module_utils.oomguard_sizes import parse_size
+    value = parse_size(text)
+    return value if value == "infinity" else str(value)
+
+
+class FailJson(Exception):
+    pass
+
+
+class FakeSystemd:
+    def __init__(self, tree, version, units, readonly=False):
+        self.tree = tree
+        self.version = version
+        self.readonly = readonly
+        self.units = units
+        self.calls = []
+
+    def unit_dir(self, unit):
+        group = self.units[unit].get("ControlGroup")
+        if not group:
+            return None
+        if self.version == "v2":
+            return os.path.join(self.tree.cgroup, group.lstrip("/"))
+        return os.path.join(self.tree.cgroup, "memory", group.lstrip("/"))
+
+    def apply(self, unit, key, value, write_cgroup=True):
+        props = self.units[unit]
+        props[key] = _bytes(value) if key in PROPS else value
+        directory = self.unit_dir(unit)
+        if not write_cgroup:
+            return  # modelled conservatively: a reload loads properties, set-property writes the cgroup
+        directory = self.unit_dir(unit)
+        if self.readonly or directory is None or not os.path.isdir(directory):
+            return  # systemd only logs a warning when the cgroup write fails
+        if self.version == "v2" and key in V2_FILES:
+            text = "max" if props[key] == "infinity" else props[key]
+            write(os.path.join(directory, V2_FILES[key]), text + "\n")
+        if self.version == "v1" and key == "MemoryMax":
+            text = V1_UNLIMITED if props[key] == "infinity" else props[key] + "\n"
+            write(os.path.join(directory, "memory.limit_in_bytes"), text)
+
+    def __call__(self, args, environ_update=None):
+        assert isinstance(args, list) and args[0] == "/bin/systemctl"
+        assert environ_update and environ_update.get("LANG") == "C"
+        self.calls.append(args[1:])
+        verb = args[1]
+        if verb == "show":
+            unit = args[2]
+            props = self.units.get(unit, {"LoadState": "not-found", "ActiveState": "inactive"})
+            wanted = [args[i + 1] for i, arg in enumerate(args) if arg == "-p"]
+            return 0, "".join("%s=%s\n" % (key, props.get(key, "")) for key in wanted), ""
+        if verb == "daemon-reload":
+            for unit in self.units:
+                path = os.path.join(self.tree.dropins, unit + ".d", "50-oomguard-memory.conf")
+                if os.path.exists(path):
+                    with open(path) as handle:
+                        for _section, pairs in parse_unit_file(handle.read()).items():
+                            for key, value in pairs:
+                                self.apply(unit, key, value, write_cgroup=False)
+            return 0, "", ""
+        if verb == "set-property":
+            assert args[2] == "--runtime"
+            unit = args[3]
+            for item in args[4:]:
+                key, _, value = item.partition("=")
+                self.apply(unit, key, value)
+            return 0, "", ""
+        raise AssertionError("unexpected systemctl call %r" % args)
+
+
+class FakeModule:
+    def __init__(self, params, systemd, check_mode=False):
+        spec = mod.build_argument_spec()
+        self.params = dict((key, value.get("default")) for key, value in spec.items())
+        self.params.update(params)
+        self.check_mode = check_mode
+        self.systemd = systemd
+
+    def fail_json(self, **kwargs):
+        raise FailJson(kwargs)
+
+    def get_bin_path(self, name, required=False):
+        assert name == "systemctl"
+        return "/bin/systemctl"
+
+    def run_command(self, args, environ_update=None):
+        return self.systemd(args, environ_update=environ_update)
+
+
+def write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def read(path):
+    with open(path) as handle:
+        return handle.read()
+
+
+class Tree:
+    def __init__(self, tmp_path, version, memsw=True):
+        self.proc = str(tmp_path / "proc")
+        self.cgroup = str(tmp_path / "cgroup")
+        self.dropins = str(tmp_path / "etc-systemd-system")
+        write(os.path.join(self.proc, "meminfo"), MEMINFO)
+        mounts = V2_MOUNTS if version == "v2" else V1_MOUNTS
+        write(os.path.join(self.proc, "self", "mounts"), mounts.format(root=self.cgroup))
+        self.version = version
+        self.memsw = memsw
+        if version == "v1":
+            write(os.path.join(self.cgroup, "memory", "memory.limit_in_bytes"), V1_UNLIMITED)
+            if memsw:
+                write(os.path.join(self.cgroup, "memory", "memory.memsw.limit_in_bytes"), V1_UNLIMITED)
+
+    def add_cgroup(self, group):
+        base = os.path.join(self.cgroup, group.lstrip("/")) if self.version == "v2" else \
+            os.path.join(self.cgroup, "memory", group.lstrip("/"))
+        files = dict(V2_DEFAULTS if self.version == "v2" else V1_DEFAULTS)
+        if self.version == "v1" and not self.memsw:
+            files.pop("memory.memsw.limit_in_bytes")
+        for name, text in files.items():
+            write(os.path.join(base, name), text)
+        return base
+
+
+def unit_props(group="/system.slice/worker.service", pid="812", active="active"):
+    return {"LoadState": "loaded", "ActiveState": active, "ControlGroup": group, "MainPID": pid,
+            "MemoryAccounting": "no", "MemoryHigh": "infinity", "MemoryMax": "infinity",
+            "MemorySwapMax": "infinity", "MemoryLow": "0", "MemoryMin": "0"}
+
+
+def setup(tmp_path, version="v2", readonly=False, memsw=True, props=None):
+    tree = Tree(tmp_path, version, memsw=memsw)
+    props = props or unit_props()
+    if props.get("ControlGroup"):
+        tree.add_cgroup(props["ControlGroup"])
+    systemd = FakeSystemd(tree, version, {"worker.service": props}, readonly=readonly)
+    return tree, systemd
+
+
+def run(tree, systemd, check_mode=False, **params):
+    module = FakeModule(params, systemd, check_mode=check_mode)
+    return mod.run(module, proc=tree.proc, dropin_dir=tree.dropins, page_size=4096)
+
+
+def test_v2_writes_dropin_applies_live_and_is_idempotent(tmp_path):
+    tree, systemd = setup(tmp_path)
+    result = run(tree, systemd, name="worker", max="64M", high="48M")
+    assert result["changed"] is True
+    assert result["unit"] == "worker.service"
+    content = read(result["dropin"])
+    assert result["dropin"] == os.path.join(tree.dropins, "worker.service.d", "50-oomguard-memory.conf")
+    assert parse_unit_file(content) == {"Service": [("MemoryAccounting", "yes"), ("MemoryHigh", "48M"),
+                                                    ("MemoryMax", "64M")]}
+    assert oct(os.stat(result["dropin"]).st_mode & 0o777) == "0o644"
+    cg = os.path.join(tree.cgroup, "system.slice", "worker.service")
+    assert read(os.path.join(cg, "memory.max")).strip() == str(64 << 20)
+    assert result["enforced"] is True, result["reason"]
+    assert sorted(a["setting"] for a in result["applied"]) == ["high", "max"]
+    assert result["unsupported"] == [] and result["not_enforceable"] == []
+    assert result["main_pid"] == {"before": 812, "after": 812}
+    assert ["set-property", "--runtime", "worker.service", "MemoryAccounting=yes", "MemoryHigh=48M",
+            "MemoryMax=64M"] in systemd.calls
+    assert not any(call[0] in ("restart", "stop", "start") for call in systemd.calls)
+
+    systemd.calls[:] = []
+    again = run(tree, systemd, name="worker", max="64M", high="48M")
+    assert again["changed"] is False
+    assert again["enforced"] is True
+    assert not any(call[0] in ("set-property", "daemon-reload") for call in systemd.calls)
+
+
+def test_check_mode_writes_nothing_and_predicts_change(tmp_path):
+    tree, systemd = setup(tmp_path)
+    result = run(tree, systemd, check_mode=True, name="worker.service", max="64M")
+    assert result["changed"] is True
+    assert not os.path.exists(result["dropin"])
+    assert [call[0] for call in systemd.calls] == ["show"]
+    assert result["diff"][0]["before"] == ""
+    assert "MemoryMax=64M" in result["diff"][0]["after"]
+    assert "MemoryMax=infinity" in result["diff"][1]["before"]
+    assert "MemoryMax=%d" % (64 << 20) in result["diff"][1]["after"]
+    assert result["enforced"] is False
+
+
+def test_check_mode_after_apply_reports_no_change(tmp_path):
+    tree, systemd = setup(tmp_path)
+    run(tree, systemd, name="worker", max="64M")
+    result = run(tree, systemd, check_mode=True, name="worker", max="64M")
+    assert result["changed"] is False
+    assert result["enforced"] is True
+
+
+def test_read_only_memory_cgroup_reports_not_enforced_and_stays_idempotent(tmp_path):
+    tree, systemd = setup(tmp_path, readonly=True)
+    result = run(tree, systemd, name="worker", max="64M")
+    assert result["changed"] is True
+    assert os.path.exists(result["dropin"])
+    assert result["enforced"] is False
+    assert [entry["setting"] for entry in result["not_enforceable"]] == ["max"]
+    assert "reads back infinity" in result["reason"]
+    again = run(tree, systemd, name="worker", max="64M")
+    assert again["changed"] is False
+    assert again["enforced"] is False
+
+
+def test_container_without_unit_memory_cgroup(tmp_path):
+    tree, systemd = setup(tmp_path, version="v1", props=unit_props(group="/system.slice/worker.service"))
+    # The container cannot create the unit's directory in the read-only memory hierarchy.
+    import shutil
+    shutil.rmtree(os.path.join(tree.cgroup, "memory", "system.slice"))
+    result = run(tree, systemd, name="worker", max="64M")
+    assert result["enforced"] is False
+    assert "read-only or not delegated" in result["not_enforceable"][0]["reason"]
+
+
+def test_v1_maps_what_exists_and_reports_the_rest(tmp_path):
+    tree, systemd = setup(tmp_path, version="v1")
+    result = run(tree, systemd, name="worker", max="64M", swap_max="32M", high="48M", low="16M")
+    cg = os.path.join(tree.cgroup, "memory", "system.slice", "worker.service")
+    assert read(os.path.join(cg, "memory.limit_in_bytes")).strip() == str(64 << 20)
+    assert read(os.path.join(cg, "memory.memsw.limit_in_bytes")).strip() == str(96 << 20)
+    assert read(os.path.join(cg, "memory.soft_limit_in_bytes")).strip() == str(48 << 20)
+    applied = dict((entry["setting"], entry) for entry in result["applied"])
+    assert applied["max"]["via"] == "systemd" and applied["max"]["persistent"] is True
+    assert applied["swap_max"]["value"] == 96 << 20 and applied["swap_max"]["persistent"] is False
+    assert applied["high"]["exact"] is False and "APPROXIMATE" in applied["high"]["note"]
+    assert [entry["setting"] for entry in result["unsupported"]] == ["low"]
+    assert result["enforced"] is False
+    assert "memory.low" in result["reason"]
+    # The drop-in keeps every setting for the day the host runs cgroup v2.
+    assert "MemoryLow=16M" in read(result["dropin"])
+    again = run(tree, systemd, name="worker", max="64M", swap_max="32M", high="48M", low="16M")
+    assert again["changed"] is False
+
+
+def test_v1_without_swap_accounting(tmp_path):
+    tree, systemd = setup(tmp_path, version="v1", memsw=False)
+    result = run(tree, systemd, name="worker", max="64M", swap_max="0")
+    assert [entry["setting"] for entry in result["unsupported"]] == ["swap_max"]
+    assert "swapaccount=0" in result["unsupported"][0]["reason"]
+
+
+def test_inactive_unit_gets_dropin_and_is_reported(tmp_path):
+    tree, systemd = setup(tmp_path, props=unit_props(group="", pid="0", active="inactive"))
+    result = run(tree, systemd, name="worker", max="64M")
+    assert result["changed"] is True
+    assert os.path.exists(result["dropin"])
+    assert result["enforced"] is False
+    assert "not running" in result["not_enforceable"][0]["reason"]
+
+
+def test_live_false_only_writes_the_dropin(tmp_path):
+    tree, systemd = setup(tmp_path)
+    result = run(tree, systemd, name="worker", max="64M", live=False)
+    assert os.path.exists(result["dropin"])
+    assert not any(call[0] == "set-property" for call in systemd.calls)
+    assert "live=false" in result["reason"]
+
+
+def test_clearing_with_infinity(tmp_path):
+    tree, systemd = setup(tmp_path)
+    run(tree, systemd, name="worker", max="64M")
+    result = run(tree, systemd, name="worker", max="infinity")
+    assert result["changed"] is True
+    assert "MemoryMax=infinity" in read(result["dropin"])
+    cg = os.path.join(tree.cgroup, "system.slice", "worker.service")
+    assert read(os.path.join(cg, "memory.max")).strip() == "max"
+    assert result["enforced"] is True
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"max": "512Q"}, "'512Q' is not a size"),
+    ({"max": "-5M"}, "'-5M' is not a size"),
+    ({"max": "150%"}, "above 100% of RAM"),
+    ({"high": "1G", "max": "512M"}, "high 1 GiB (1073741824 bytes) is above max"),
+    ({"low": "infinity"}, "use a size, or 0 to clear"),
+    ({"min": "900M"}, "low/min protections sum to"),
+    ({}, "at least one of high, max, swap_max, low, min"),
+    ({"name": "bad unit;rm"}, "name: 'bad unit;rm' is not a valid unit name"),
+    ({"name": "worker.timer"}, "allowed: service, slice"),
+    ({"name": "missing.service", "max": "64M"}, "missing.service is not a unit systemd knows (LoadState=not-found)"),
+    ({"max": "64M", "plan": [{"name": "db", "low": "600M"}]}, "db.service 600 MiB"),
+    ({"max": "64M", "plan": [{"name": "db", "low": "1M", "bogus": 1}]}, "unknown setting(s) bogus"),
+    ({"max": "64M", "reserve": "lots"}, "reserve: 'lots' is not a size"),
+])
+def test_bad_input_fails_before_touching_anything(tmp_path, params, message):
+    tree, systemd = setup(tmp_path)
+    params = dict(params)
+    params.setdefault("name", "worker")
+    with pytest.raises(FailJson) as info:
+        run(tree, systemd, **params)
+    assert message in info.value.args[0]["msg"]
+    assert not os.path.exists(os.path.join(tree.dropins, "worker.service.d"))
+    assert not any(call[0] in ("set-property", "daemon-reload") for call in systemd.calls)
+    cg = os.path.join(tree.cgroup, "system.slice", "worker.service")
+    assert read(os.path.join(cg, "memory.max")) == "max\n"
+
+
+@pytest.mark.parametrize("unit, settings, message", [
+    ("ssh", {"max": "32M"}, "ssh.service: max 32 MiB (33554432 bytes) is below the safe floor"),
+    ("cron.service", {"high": "16M"}, "cron.service: high 16 MiB (16777216 bytes) is below the safe floor"),
+    ("system.slice", {"max": "256M"}, "system.slice: max 256 MiB (268435456 bytes) is below the safe floor"),
+])
+def test_safety_floors_refuse_and_write_nothing(tmp_path, unit, settings, message):
+    tree, systemd = setup(tmp_path)
+    with pytest.raises(FailJson) as info:
+        run(tree, systemd, name=unit, **settings)
+    assert message in info.value.args[0]["msg"]
+    assert not os.path.exists(tree.dropins)
+    assert systemd.calls == []
+
+
+def test_floors_can_be_lowered_explicitly(tmp_path):
+    tree = Tree(tmp_path, "v2")
+    tree.add_cgroup("/system.slice/ssh.service")
+    systemd = FakeSystemd(tree, "v2", {"ssh.service": unit_props(group="/system.slice/ssh.service")})
+    result = run(tree, systemd, name="ssh", max="96M", floors={"ssh.service": "64M"})
+    assert result["enforced"] is True
+
+
+def test_slice_gets_a_slice_section(tmp_path):
+    tree = Tree(tmp_path, "v2")
+    tree.add_cgroup("/user.slice")
+    systemd = FakeSystemd(tree, "v2", {"user.slice": unit_props(group="/user.slice", pid="0")})
+    result = run(tree, systemd, name="user.slice", max="50%")
+    assert parse_unit_file(read(result["dropin"]))["Slice"][1] == ("MemoryMax", "502016K")
+    assert result["enforced"] is True
+    assert result["settings"]["max"] == 1004032 * 1024 // 2
+
+
+def test_argument_spec_types():
+    spec = mod.build_argument_spec()
+    assert spec["name"]["required"] is True
+    assert spec["plan"] == {"type": "list", "elements": "dict", "default": []}
+    assert spec["live"] == {"type": "bool", "default": True}

@@ -1,0 +1,263 @@
+"""The oomguard-alertd agent (roles/swap_alert/files/oomguard-alertd) on a fake /proc."""
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import select
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+AGENT = os.path.join(REPO, "roles", "swap_alert", "files", "oomguard-alertd")
+
+
+def load_agent():
+    os.environ["OOMGUARD_PYTHON_DIR"] = os.path.join(REPO, "module_utils")
+    loader = importlib.machinery.SourceFileLoader("oomguard_alertd", AGENT)
+    spec = importlib.util.spec_from_loader("oomguard_alertd", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+alertd = load_agent()
+
+MEMINFO = """MemTotal:        1004300 kB
+MemFree:          801232 kB
+MemAvailable:     850644 kB
+Buffers:            1024 kB
+Cached:           101600 kB
+SwapTotal:       1048572 kB
+SwapFree:        1048572 kB
+"""
+VMSTAT = "nr_free_pages 15308\npswpin 0\npswpout 0\npgmajfault 77\noom_kill %d\n"
+PSI = "some avg10=0.00 avg60=0.00 avg300=0.00 total=4873\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=2112\n"
+# Recorded /dev/kmsg records of a memcg OOM kill (Debian 12, 6.1 kernel).
+KMSG_OLD = (
+    "4,700,5100000,-;python3 invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0\n"
+    "6,720,5100300,-;oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,"
+    "global_oom,task_memcg=/user.slice,task=python3,pid=500,uid=0\n"
+    "3,721,5100310,-;Out of memory: Killed process 500 (python3) total-vm:900000kB, anon-rss:700000kB, "
+    "file-rss:1000kB, shmem-rss:0kB, UID:0 pgtables:1500kB oom_score_adj:0\n")
+KMSG_NEW = (
+    "4,800,9100000,-;stress invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=0\n"
+    "6,820,9100300,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,"
+    "oom_memcg=/system.slice/hog.service,task_memcg=/system.slice/hog.service,task=hog,pid=812,uid=0\n"
+    "3,821,9100310,-;Memory cgroup out of memory: Killed process 812 (hog) total-vm:70040kB, anon-rss:64812kB, "
+    "file-rss:1100kB, shmem-rss:0kB, UID:0 pgtables:172kB oom_score_adj:0\n")
+
+
+def write_proc(proc, oom_kill=0, psi=True):
+    proc.mkdir(exist_ok=True)
+    (proc / "meminfo").write_text(MEMINFO)
+    (proc / "vmstat").write_text(VMSTAT % oom_kill)
+    if psi:
+        (proc / "pressure").mkdir(exist_ok=True)
+        (proc / "pressure" / "memory").write_text(PSI)
+    hog = proc / "812"
+    hog.mkdir(exist_ok=True)
+    rest = " ".join(str(x) for x in ["S", 1, 812, 812, 0, -1, 0, 0, 0, 0, 0, 5, 3, 0, 0, 20, 0, 1, 0, 99, 1, 175000] + [0] * 30)
+    (hog / "stat").write_text("812 (hog) %s\n" % rest)
+    (hog / "status").write_text("Name:\thog\nPPid:\t1\nUid:\t0\t0\t0\t0\nVmRSS:\t  700000 kB\nVmSwap:\t0 kB\n")
+    (hog / "cgroup").write_text("0::/system.slice/hog.service\n")
+    (hog / "cmdline").write_bytes(b"/usr/bin/python3\x00/opt/hog.py\x00--mb\x00700\x00")
+    (hog / "oom_score_adj").write_text("0\n")
+    (hog / "oom_score").write_text("700\n")
+
+
+@pytest.fixture
+def env(tmp_path):
+    proc = tmp_path / "proc"
+    write_proc(proc)
+    (tmp_path / "kmsg").write_text(KMSG_OLD)
+    raw = {
+        "proc": str(proc),
+        "thresholds": {"swap_used": {"warning": {"raise": 50, "clear": 40, "hold": 0, "clear_hold": 5},
+                                     "critical": {"raise": 90, "clear": 80, "hold": 0, "clear_hold": 5}},
+                       "memory_available": {"warning": {"raise": 10, "clear": 15, "hold": 2, "clear_hold": 0}}},
+        "snapshot": {"path": str(tmp_path / "snapshots.jsonl"), "top_n": 5},
+        "events": {"path": str(tmp_path / "alerts.jsonl")},
+        "metrics": {"path": str(tmp_path / "oomguard.prom"), "interval": 60},
+        "state_path": str(tmp_path / "state.json"),
+        "sinks_path": str(tmp_path / "sinks.json"),
+        "kmsg_path": str(tmp_path / "kmsg"),
+        "journal_socket": "",
+        "test_input_path": str(tmp_path / "test-input.json"),
+    }
+    (tmp_path / "alertd.json").write_text(json.dumps(raw))
+    return tmp_path
+
+
+def events_logged(tmp_path):
+    path = tmp_path / "alerts.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def set_input(tmp_path, readings):
+    (tmp_path / "test-input.json").write_text(json.dumps(readings))
+
+
+def make_agent(tmp_path):
+    return alertd.Agent(alertd.load_config(str(tmp_path / "alertd.json")), host="web1")
+
+
+def test_test_hook_drives_one_alert_and_one_recovery(env, capsys):
+    agent = make_agent(env)
+    timeline = [(0, 10), (1, 95), (2, 95), (3, 60), (4, 45), (5, 35), (8, 35), (9, 55), (10, 35), (15, 35), (30, 35)]
+    for now, swap in timeline:
+        set_input(env, {"swap_used_percent": swap})
+        agent.tick(now=1000.0 + now)
+    seen = [(e["time"] - 1000.0, e["severity"], e["kind"]) for e in events_logged(env)]
+    assert seen == [(1, "warning", "swap_used"), (1, "critical", "swap_used"),
+                    (8, "recovery", "swap_used"), (15, "recovery", "swap_used")]
+    # critical: past its clear (80) from t=3, held 5 s -> t=8. warning: past 40 from t=5,
+    # back above at t=9 (stays firing, no new alert), past again from t=10 -> t=15.
+    recoveries = [e for e in events_logged(env) if e["severity"] == "recovery"]
+    assert [r["details"]["level"] for r in recoveries] == ["critical", "warning"]
+    alert = events_logged(env)[0]
+    assert alert["details"]["snapshot"]["top_rss"][0]["pid"] == 812
+    assert alert["host"] == "web1" and alert["source"] == "oomguard-alertd"
+    snapshots = [json.loads(line) for line in (env / "snapshots.jsonl").read_text().splitlines()]
+    assert len(snapshots) == 1  # one snapshot for the tick with both alerts
+    assert snapshots[0]["reason"] == "alert swap_used:warning, swap_used:critical"
+    assert snapshots[0]["top_rss"][0]["cmdline"] == "/usr/bin/python3 /opt/hog.py --mb 700"
+    assert snapshots[0]["top_rss"][0]["unit"] == "hog.service"
+    err = capsys.readouterr().err
+    assert "<4>WARNING swap_used" in err and "<2>CRITICAL swap_used" in err and "<5>RECOVERED warning" in err
+    assert err.count("TEST INPUT") == 1  # said once, not every tick
+
+
+def test_metrics_file_written_atomically_and_parseable(env):
+    agent = make_agent(env)
+    set_input(env, {"swap_used_percent": 95})
+    agent.tick(now=50.0)
+    text = (env / "oomguard.prom").read_text()
+    assert 'oomguard_alert_active{check="swap_used",level="critical"} 1' in text
+    assert 'oomguard_alerts_total{check="swap_used",level="warning"} 1' in text
+    assert "oomguard_last_snapshot_timestamp_seconds 50.0" in text
+    assert "# TYPE oomguard_oom_kills_total counter" in text
+    assert "oomguard_swap_used_ratio 0.95" in text
+    assert oct(os.stat(str(env / "oomguard.prom")).st_mode & 0o777) == "0o644"
+    assert [n for n in os.listdir(str(env)) if n.startswith(".oomguard-")] == []
+
+
+def test_hold_time_is_respected(env):
+    agent = make_agent(env)
+    for now, avail in [(0, 50), (1, 8), (2, 9), (3, 50), (4, 8), (5, 8), (6, 8), (7, 20)]:
+        set_input(env, {"mem_available_percent": avail})
+        agent.tick(now=float(now))
+    assert [(e["time"], e["severity"]) for e in events_logged(env)] == [(6.0, "warning"), (7.0, "recovery")]
+
+
+def test_alert_state_survives_restart_no_duplicate(env):
+    agent = make_agent(env)
+    set_input(env, {"swap_used_percent": 60})
+    agent.tick(now=1.0)
+    restarted = make_agent(env)
+    restarted.tick(now=2.0)
+    set_input(env, {"swap_used_percent": 10})
+    restarted.tick(now=3.0)
+    restarted.tick(now=9.0)
+    assert [e["severity"] for e in events_logged(env)] == ["warning", "recovery"]
+
+
+def test_oom_kill_rise_reports_new_victim_only(env):
+    agent = make_agent(env)
+    agent.tick(now=1.0)  # baseline: the old kill in the log is not reported
+    write_proc(env / "proc", oom_kill=1)
+    with open(str(env / "kmsg"), "a") as handle:
+        handle.write(KMSG_NEW)
+    events = agent.tick(now=2.0)
+    assert [(e["severity"], e["kind"]) for e in events] == [("critical", "oom_kill")]
+    victims = events[0]["details"]["victims"]
+    assert [(v["pid"], v["comm"], v["scope"]) for v in victims] == [(812, "hog", "memcg")]
+    assert "killed pid 812 (hog, memcg, 64 MiB)" in events[0]["message"]
+    snapshot = json.loads((env / "snapshots.jsonl").read_text().splitlines()[-1])
+    assert snapshot["reason"] == "oom_kill" and snapshot["oom_victims"][0]["pid"] == 812
+    assert agent.tick(now=3.0) == []  # counter unchanged: nothing more
+
+
+def test_oom_kill_without_readable_kernel_log(env, capsys):
+    os.remove(str(env / "kmsg"))
+    agent = make_agent(env)
+    agent.tick(now=1.0)
+    write_proc(env / "proc", oom_kill=3)
+    events = agent.tick(now=2.0)
+    assert events[0]["kind"] == "oom_kill" and events[0]["details"]["victims"] is None
+    assert "unreadable" in events[0]["details"]["note"]
+    snapshot = json.loads((env / "snapshots.jsonl").read_text().splitlines()[-1])
+    assert snapshot["oom_victims"] is None and "snapshot without the victim" in snapshot["oom_victims_note"]
+    assert "OOM killer ran 3 time(s); victim unknown" in events[0]["message"]
+
+
+def test_psi_absent_falls_back_to_polling(env, capsys):
+    import shutil
+    shutil.rmtree(str(env / "proc" / "pressure"))
+    agent = make_agent(env)
+    assert agent.setup_psi() is False and agent.psi_fd is None
+    assert "PSI absent" in capsys.readouterr().err
+    readings = agent.collect()
+    assert readings["psi_some_avg10"] is None and readings["psi_available"] is False
+
+
+def test_psi_trigger_refused_falls_back(tmp_path):
+    fd, used, reason = alertd.open_psi_trigger(str(tmp_path), "some", 150000, 1000000)
+    assert fd is None and used is None and "cannot open" in reason
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/pressure/memory"), reason="kernel without PSI")
+def test_psi_trigger_on_this_kernel():
+    """Kernel truth: a 1 s window is refused without CAP_SYS_RESOURCE; the agent rounds to 2 s."""
+    fd, used, reason = alertd.open_psi_trigger("/proc/pressure/memory", "some", 150000, 1000000)
+    if fd is None:
+        pytest.skip("PSI trigger not allowed here: %s" % reason)
+    try:
+        assert used[1] in (1000000, 2000000) and used[0] * 1000000 == 150000 * used[1]
+        poller = select.poll()
+        poller.register(fd, select.POLLPRI)
+        assert poller.poll(10) == []  # an idle machine: no stall, no wake-up
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("status,rlimit,ok,fragment", [
+    ("CapEff:\t0000000000000000\n", (8388608, 8388608), False, "no CAP_IPC_LOCK and RLIMIT_MEMLOCK 8388608"),
+    ("CapEff:\t00000000a80425fb\n", (65536, 65536), False, "no CAP_IPC_LOCK"),
+])
+def test_lock_memory_refuses_when_it_could_starve_the_agent(status, rlimit, ok, fragment):
+    locked, message = alertd.lock_memory(status, rlimit)
+    assert locked is ok and fragment in message
+
+
+@pytest.mark.parametrize("patch,fragment", [
+    ({"poll_interval": 0}, "poll_interval"),
+    ({"psi_trigger": {"window_us": 100}}, "window_us"),
+    ({"snapshot": {"max_bytes": 10}}, "max_bytes"),
+    ({"thresholds": {"swap_used": {"warning": {"raise": 10, "clear": 20, "hold": 0, "clear_hold": 0}}}}, "above clear"),
+    ({"colour": "red"}, "unknown key 'colour'"),
+])
+def test_config_validation(env, patch, fragment):
+    with pytest.raises(alertd.ConfigError, match=fragment):
+        alertd.validate_config(patch)
+
+
+def test_main_check_config_and_once(env, capsys):
+    config = str(env / "alertd.json")
+    assert alertd.main(["--config", config, "--check-config"]) == 0
+    assert "is valid" in capsys.readouterr().out
+    set_input(env, {"swap_used_percent": 95})
+    assert alertd.main(["--config", config, "--once"]) == 0
+    assert [e["severity"] for e in events_logged(env)] == ["warning", "critical"]
+    (env / "bad.json").write_text('{"poll_interval": "soon"}')
+    assert alertd.main(["--config", str(env / "bad.json"), "--check-config"]) == 2
+    assert alertd.main(["--bogus"]) == 2
+    assert "poll_interval" in capsys.readouterr().err
+
+
+def test_defaults_validate():
+    config = alertd.validate_config({})
+    assert config["test_input_path"] is None  # the test hook is off unless configured
+    assert config["metrics"]["path"] == "/var/lib/prometheus/node-exporter/oomguard.prom"

@@ -1,0 +1,43 @@
+"""Testinfra settings shared by every Molecule scenario's tests.
+
+Molecule runs Testinfra with ``--connection=ansible`` and its inventory. For
+hosts that Ansible reaches over SSH (the ``vm`` scenario) Testinfra then talks
+SSH itself, which is fast. For podman containers it would fall back to running
+every command through Ansible (about 10 times slower), so for those hosts we
+switch to Testinfra's own ``podman://`` backend, keeping the host list from
+Molecule's inventory (so ``--platform-name`` and skipped platforms still work).
+"""
+
+import json
+import os
+import subprocess
+
+
+def _inventory_hosts(inventory):
+    """Return {host: hostvars} from ``ansible-inventory --list``."""
+    out = subprocess.run(
+        ["ansible-inventory", "-i", inventory, "--list"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    data = json.loads(out)
+    hostvars = data.get("_meta", {}).get("hostvars", {})
+    hosts = set(hostvars)
+    for group in data.values():
+        if isinstance(group, dict):
+            hosts.update(group.get("hosts", []))
+    return {host: hostvars.get(host, {}) for host in sorted(hosts)}
+
+
+def pytest_configure(config):
+    option = config.option
+    inventory = getattr(option, "ansible_inventory", None)
+    if getattr(option, "connection", None) != "ansible" or not inventory or option.hosts:
+        return
+    if os.environ.get("MOLECULE_DRIVER_NAME") != "podman":
+        return
+    hosts = _inventory_hosts(inventory)
+    if hosts and all(v.get("ansible_connection") == "podman" for v in hosts.values()):
+        option.connection = "podman"
+        option.hosts = ",".join("podman://" + name for name in hosts)

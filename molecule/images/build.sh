@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# Build the Molecule test bed from Debian packages (no registry needed):
+#   - podman images localhost/oomguard-test:{bookworm,bullseye,trixie}
+#     (systemd as PID 1, sshd, cron, python3) for the `default` scenario;
+#   - a bootable bookworm disk image + kernel + initrd for the QEMU `vm`
+#     scenario, with an SSH key generated here (kept in the cache dir).
+#
+# Usage (as root):  molecule/images/build.sh [all|containers|vm|bookworm|bullseye|trixie]...
+#
+# Artifacts are named by a hash of this script and their package list: when the
+# artifact with the current hash exists, the target is skipped. Targets build in
+# parallel (they are network-bound). A release that cannot be debootstrapped is
+# reported and skipped, except bookworm (container and VM), which is required.
+#
+# Environment:
+#   OOMGUARD_CACHE          cache dir (default /var/cache/oomguard-testbed)
+#   OOMGUARD_DEBIAN_MIRROR  Debian mirror (default: the one apt is configured with)
+#   OOMGUARD_FORCE_REBUILD  1 to ignore the cache
+set -euo pipefail
+
+SCRIPT="$(readlink -f "${BASH_SOURCE[0]}")"
+readonly SCRIPT
+readonly CACHE="${OOMGUARD_CACHE:-/var/cache/oomguard-testbed}"
+readonly IMAGE_REPO="localhost/oomguard-test"
+readonly CONTAINER_RELEASES=(bookworm bullseye trixie)
+readonly REQUIRED=(bookworm vm)
+readonly VM_RELEASE="bookworm"
+readonly VM_DISK_SIZE="2G"
+
+# Package lists (part of the cache key). iproute2 and python3-apt serve
+# Testinfra and Ansible's apt/package_facts modules without network access.
+readonly BASE_PACKAGES="systemd,systemd-sysv,openssh-server,cron,python3,procps,dbus,iproute2,python3-apt"
+readonly CONTAINER_PACKAGES="${BASE_PACKAGES}"
+# linux-image-amd64 (not -cloud-amd64: the cloud kernel has no i6300esb driver);
+# udev for predictable en* names and module autoloading.
+readonly VM_PACKAGES="${BASE_PACKAGES},linux-image-amd64,udev,kmod,e2fsprogs"
+
+log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+die() { log "ERROR: $*" >&2; exit 1; }
+
+usage() {
+    sed -n '2,18p' "${SCRIPT}" | sed 's/^# \{0,1\}//'
+}
+
+debian_mirror() {
+    if [[ -n "${OOMGUARD_DEBIAN_MIRROR:-}" ]]; then
+        echo "${OOMGUARD_DEBIAN_MIRROR}"
+        return
+    fi
+    local uri=""
+    # deb822 sources first (Debian 12 default), then one-line sources.list.
+    if compgen -G '/etc/apt/sources.list.d/*.sources' >/dev/null; then
+        uri="$(awk '/^URIs:/ {print $2}' /etc/apt/sources.list.d/*.sources \
+            | grep -v -e security -e '^$' | head -n1 || true)"
+    fi
+    if [[ -z "${uri}" && -f /etc/apt/sources.list ]]; then
+        uri="$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^(https?|ftp):/) {print $i; exit}}' \
+            /etc/apt/sources.list || true)"
+    fi
+    echo "${uri:-http://deb.debian.org/debian}"
+}
+
+# safe_rm DIR: remove a work dir, first unmounting whatever a failed
+# debootstrap left mounted in it (proc, sys); never cross into a mount.
+safe_rm() {
+    local dir="$1" real m
+    [[ -e "${dir}" ]] || return 0
+    real="$(readlink -f "${dir}")"
+    for m in $(awk -v d="${real}/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r); do
+        umount -l "${m}" || true
+    done
+    rm -rf --one-file-system "${dir}"
+}
+
+# Cache key: this script, the release and the package list (and, for the VM,
+# the public key baked into it).
+cache_key() {
+    { cat "${SCRIPT}"; printf '%s\n' "$@"; } | sha256sum | cut -c1-12
+}
+
+# debootstrap RELEASE DIR PACKAGES: minbase rootfs, .debs cached per target.
+run_debootstrap() {
+    local release="$1" dir="$2" packages="$3" debs="$4"
+    mkdir -p "${debs}"
+    debootstrap --variant=minbase --cache-dir="${debs}" --include="${packages}" \
+        "${release}" "${dir}" "${MIRROR}"
+}
+
+# Settings common to container and VM rootfs.
+common_rootfs_setup() {
+    local root="$1"
+    # Empty machine-id: systemd makes one at boot (the image stays generic).
+    : > "${root}/etc/machine-id"
+    rm -f "${root}/var/lib/dbus/machine-id"
+    # No timers that would fire apt or fstrim in the middle of a test.
+    local unit
+    for unit in apt-daily.timer apt-daily-upgrade.timer fstrim.timer e2scrub_all.timer \
+                e2scrub_reap.service man-db.timer; do
+        ln -sf /dev/null "${root}/etc/systemd/system/${unit}"
+    done
+    # sshd: no reverse DNS (slow login without a resolver).
+    mkdir -p "${root}/etc/ssh/sshd_config.d"
+    printf 'UseDNS no\n' > "${root}/etc/ssh/sshd_config.d/10-oomguard-testbed.conf"
+    chroot "${root}" apt-get clean
+}
+
+build_container() {
+    local release="$1"
+    local key tag_hash work
+    key="$(cache_key container "${release}" "${CONTAINER_PACKAGES}")"
+    tag_hash="${IMAGE_REPO}:${release}-${key}"
+    if [[ "${OOMGUARD_FORCE_REBUILD:-0}" != 1 ]] && podman image exists "${tag_hash}"; then
+        podman tag "${tag_hash}" "${IMAGE_REPO}:${release}"
+        echo cached
+        return 0
+    fi
+    work="${CACHE}/work/container-${release}"
+    safe_rm "${work}"
+    mkdir -p "${work}"
+    run_debootstrap "${release}" "${work}/root" "${CONTAINER_PACKAGES}" \
+        "${CACHE}/debs/container-${release}" >&2
+    common_rootfs_setup "${work}/root"
+    # Only systemd's own getty would try a console that does not exist.
+    ln -sf /dev/null "${work}/root/etc/systemd/system/getty@tty1.service"
+    echo "oomguard-${release}" > "${work}/root/etc/hostname"
+    tar -C "${work}/root" --numeric-owner -c . \
+        | podman import --change 'CMD ["/sbin/init"]' \
+            --message "oomguard test bed ${release} (${key})" - "${tag_hash}" >&2
+    podman tag "${tag_hash}" "${IMAGE_REPO}:${release}"
+    # Drop this release's images of older hashes.
+    local old
+    for old in $(podman images --format '{{.Repository}}:{{.Tag}}' "${IMAGE_REPO}" \
+                 | grep -E ":${release}-[0-9a-f]{12}$" | grep -v -F "${tag_hash}" || true); do
+        podman rmi "${old}" >/dev/null 2>&1 || true
+    done
+    safe_rm "${work}"
+    echo built
+}
+
+ensure_ssh_key() {
+    local keydir="${CACHE}/ssh"
+    mkdir -p "${keydir}"
+    chmod 700 "${keydir}"
+    if [[ ! -f "${keydir}/id_ed25519" ]]; then
+        ssh-keygen -q -t ed25519 -N '' -C "oomguard-testbed" -f "${keydir}/id_ed25519"
+    fi
+}
+
+build_vm() {
+    local pubkey key out work root kver
+    pubkey="$(cat "${CACHE}/ssh/id_ed25519.pub")"
+    key="$(cache_key vm "${VM_RELEASE}" "${VM_PACKAGES}" "${VM_DISK_SIZE}" "${pubkey}")"
+    out="${CACHE}/vm/${key}"
+    if [[ "${OOMGUARD_FORCE_REBUILD:-0}" != 1 && -f "${out}/disk.img" ]]; then
+        ln -sfn "${key}" "${CACHE}/vm/current"
+        echo cached
+        return 0
+    fi
+    work="${CACHE}/work/vm"
+    root="${work}/root"
+    safe_rm "${work}"
+    mkdir -p "${work}"
+    run_debootstrap "${VM_RELEASE}" "${root}" "${VM_PACKAGES}" "${CACHE}/debs/vm-${VM_RELEASE}" >&2
+    common_rootfs_setup "${root}"
+    # A machine-id in the image: the VM's first boot must not differ from the
+    # others (systemd applies presets on a first boot). Each run uses an overlay.
+    chroot "${root}" systemd-machine-id-setup >&2
+    echo "oomguard-vm" > "${root}/etc/hostname"
+    printf '127.0.0.1 localhost\n127.0.1.1 oomguard-vm\n' > "${root}/etc/hosts"
+    printf '/dev/vda / ext4 rw,errors=remount-ro 0 1\n' > "${root}/etc/fstab"
+    # Network: DHCP on every en* interface (QEMU user networking), its DNS.
+    mkdir -p "${root}/etc/systemd/network"
+    printf '[Match]\nName=en*\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n' \
+        > "${root}/etc/systemd/network/20-en.network"
+    printf 'nameserver 10.0.2.3\n' > "${root}/etc/resolv.conf"
+    chroot "${root}" systemctl enable systemd-networkd.service >&2
+    ln -sf /dev/null "${root}/etc/systemd/system/systemd-networkd-wait-online.service"
+    # Root logs in by the test bed key only (no password).
+    install -d -m 700 "${root}/root/.ssh"
+    install -m 600 "${CACHE}/ssh/id_ed25519.pub" "${root}/root/.ssh/authorized_keys"
+    kver="$(basename "$(ls -d "${root}"/lib/modules/*)")"
+    mkdir -p "${work}/out"
+    cp "${root}/boot/vmlinuz-${kver}" "${work}/out/vmlinuz"
+    cp "${root}/boot/initrd.img-${kver}" "${work}/out/initrd.img"
+    echo "${kver}" > "${work}/out/kernel-version"
+    truncate -s "${VM_DISK_SIZE}" "${work}/out/disk.img"
+    mkfs.ext4 -q -F -L oomguard-root -d "${root}" "${work}/out/disk.img" >&2
+    mkdir -p "${CACHE}/vm"
+    rm -rf "${out}"
+    mv "${work}/out" "${out}"
+    ln -sfn "${key}" "${CACHE}/vm/current"
+    # Drop disks of older hashes.
+    local old
+    for old in "${CACHE}"/vm/*/; do
+        old="$(basename "${old}")"
+        [[ "${old}" == "${key}" || "${old}" == current ]] || rm -rf "${CACHE:?}/vm/${old}"
+    done
+    safe_rm "${work}"
+    echo built
+}
+
+# run_target NAME: build one target, record "NAME SECONDS STATUS".
+# The build runs in its own subshell with errexit on (a `||` after it would
+# silently disable errexit inside it).
+run_target() {
+    local target="$1" start status rc
+    start="$(date +%s)"
+    set +e
+    if [[ "${target}" == vm ]]; then
+        (set -e; build_vm) >"${CACHE}/work/status-${target}" 2>"${CACHE}/logs/${target}.log"
+    else
+        (set -e; build_container "${target}") >"${CACHE}/work/status-${target}" \
+            2>"${CACHE}/logs/${target}.log"
+    fi
+    rc=$?
+    set -e
+    status="$(tail -n1 "${CACHE}/work/status-${target}")"
+    rm -f "${CACHE}/work/status-${target}"
+    [[ ${rc} -eq 0 && -n "${status}" ]] || status=failed
+    printf '%s\t%s\t%s\n' "${target}" "$(($(date +%s) - start))" "${status}" \
+        > "${CACHE}/timings/build-${target}.tsv"
+    [[ "${status}" != failed ]]
+}
+
+main() {
+    [[ ${EUID} -eq 0 ]] || die "run as root (debootstrap, chroot and mkfs need it)"
+    local targets=() arg
+    [[ $# -gt 0 ]] || set -- all
+    for arg in "$@"; do
+        case "${arg}" in
+            all) targets+=("${CONTAINER_RELEASES[@]}" vm) ;;
+            containers) targets+=("${CONTAINER_RELEASES[@]}") ;;
+            vm | bookworm | bullseye | trixie) targets+=("${arg}") ;;
+            -h | --help) usage; exit 0 ;;
+            *) usage >&2; die "unknown target: ${arg}" ;;
+        esac
+    done
+    # Unique targets, order kept.
+    mapfile -t targets < <(printf '%s\n' "${targets[@]}" | awk '!seen[$0]++')
+
+    local tool
+    for tool in debootstrap podman mkfs.ext4 ssh-keygen flock sha256sum; do
+        command -v "${tool}" >/dev/null || die "${tool} not found (run make setup)"
+    done
+
+    mkdir -p "${CACHE}"/{logs,timings,work,debs,vm}
+    # One build at a time on this machine.
+    exec 9>"${CACHE}/.build.lock"
+    flock 9
+
+    MIRROR="$(debian_mirror)"
+    readonly MIRROR
+    log "mirror ${MIRROR}, cache ${CACHE}, targets: ${targets[*]}"
+    ensure_ssh_key
+
+    local start pids=() t
+    start="$(date +%s)"
+    for t in "${targets[@]}"; do
+        rm -f "${CACHE}/timings/build-${t}.tsv"
+        run_target "${t}" &
+        pids+=("$!")
+    done
+    local i failed_required=0
+    for i in "${!targets[@]}"; do
+        wait "${pids[$i]}" || true
+    done
+    local total=$(($(date +%s) - start))
+
+    printf '\n%-10s %8s  %s\n' TARGET SECONDS STATUS
+    local line name secs status
+    for t in "${targets[@]}"; do
+        line="$(cat "${CACHE}/timings/build-${t}.tsv" 2>/dev/null || printf '%s\t?\tfailed' "${t}")"
+        IFS=$'\t' read -r name secs status <<<"${line}"
+        printf '%-10s %8s  %s\n' "${name}" "${secs}" "${status}"
+        if [[ "${status}" == failed ]]; then
+            log "${t} could not be built; last lines of ${CACHE}/logs/${t}.log:"
+            tail -n 15 "${CACHE}/logs/${t}.log" | sed 's/^/    /'
+            if printf '%s\n' "${REQUIRED[@]}" | grep -qx "${t}"; then
+                failed_required=1
+            else
+                log "${t} is optional: continuing without it"
+            fi
+        fi
+    done
+    printf '%-10s %8s\n' total "${total}"
+    printf 'total\t%s\t%s\n' "${total}" "$(date -u +%FT%TZ)" > "${CACHE}/timings/build-total.tsv"
+    if [[ -L "${CACHE}/vm/current" ]]; then
+        log "VM image: ${CACHE}/vm/current/ (disk.img, vmlinuz, initrd.img); key: ${CACHE}/ssh/id_ed25519"
+    fi
+    [[ ${failed_required} -eq 0 ]] || die "a required target failed (bookworm container or VM)"
+}
+
+main "$@"

@@ -215,8 +215,10 @@ from ansible.module_utils.oomguard_memstat import (
     memory_summary, read_meminfo, read_oom_sysctls, read_psi, read_vmstat)
 from ansible.module_utils.oomguard_oomlog import parse_oom_events, read_kmsg
 from ansible.module_utils.oomguard_procfs import (
-    CAP_SYS_RESOURCE, container_marker, parse_capabilities, read_process, scan_oom_scores)
+    CAP_SYS_RESOURCE, container_marker, parse_capabilities, pid_namespace, read_process, scan_oom_scores)
 from ansible.module_utils.oomguard_sizes import SizeError, parse_size
+from ansible.module_utils.oomguard_xen import (
+    AUTOBALLOON_OFF_VALUES, XenError, cmdline_dom0_mem, grub_xen_dom0_mem, is_dom0_capabilities, xl_autoballoon)
 from ansible.module_utils.oomguard_systemd import (
     UnitNameError, dropin_value, normalize_unit_name, parse_show, read_dropin, systemd_booted)
 
@@ -430,11 +432,19 @@ def _pick_unit(service, show):
     return (service["units"][0] if service["units"] else None), None
 
 
-def _by_name(names, processes):
-    """Processes named in names whose parent has another name (the listener, not its children)."""
+def _by_name(names, processes, proc="/proc"):
+    """Processes named in names whose parent has another name (the listener, not its children).
+
+    Only processes of our own pid namespace: a container's sshd seen from the host is not
+    the host's sshd (its ns link is unreadable without root: then it is kept).
+    """
     wanted = set(names)
-    return [p for p in processes.values()
-            if p["comm"] in wanted and processes.get(p["ppid"], {}).get("comm") not in wanted]
+    found = [p for p in processes.values()
+             if p["comm"] in wanted and processes.get(p["ppid"], {}).get("comm") not in wanted]
+    ours = pid_namespace("self", proc)
+    if ours is None:
+        return found
+    return [p for p in found if pid_namespace(p["pid"], proc) in (ours, None)]
 
 
 def _proc_view(info):
@@ -453,42 +463,26 @@ def main_processes(service, show, processes, proc):
         main_pid = int(state.get("MainPID") or 0)
         if main_pid and main_pid in processes:
             return unit, state, [processes[main_pid]], "systemd MainPID"
-    found = _by_name(service["processes"], processes)
+    found = _by_name(service["processes"], processes, proc)
     return unit, state, sorted(found, key=lambda p: p["pid"]), "process name"
 
 
 def read_dom0_mem(etc):
-    """{'size', 'max'} bytes from dom0_mem= in GRUB_CMDLINE_XEN(_DEFAULT), or None."""
-    text = read_text(os.path.join(etc, "default", "grub")) or ""
-    for line in text.splitlines():
-        key, _, value = line.strip().partition("=")
-        if key not in ("GRUB_CMDLINE_XEN_DEFAULT", "GRUB_CMDLINE_XEN"):
-            continue
-        for token in value.strip("'\"").split():
-            if not token.startswith("dom0_mem="):
-                continue
-            result = {"size": None, "max": None, "raw": token}
-            for part in token[len("dom0_mem="):].split(","):
-                name, sep, size = part.partition(":")
-                try:
-                    if not sep:
-                        result["size"] = parse_size(name, allow_infinity=False)
-                    elif name == "max":
-                        result["max"] = parse_size(size, allow_infinity=False)
-                except SizeError:
-                    continue
-            return result
-    return None
+    """{'size', 'max', 'raw'} (bytes) pinned by GRUB_CMDLINE_XEN_DEFAULT's dom0_mem=, or None."""
+    try:
+        tokens = grub_xen_dom0_mem(read_text(os.path.join(etc, "default", "grub")) or "")
+    except XenError as exc:
+        return {"size": None, "max": None, "raw": None, "error": str(exc)}
+    parsed = cmdline_dom0_mem(" ".join(tokens))
+    if parsed is None:
+        return None
+    return {"size": parsed["initial"] or parsed["max"], "max": parsed["max"], "raw": parsed["raw"]}
 
 
 def read_xl_autoballoon(etc):
-    text = read_text(os.path.join(etc, "xen", "xl.conf")) or ""
-    value = None
-    for line in text.splitlines():
-        key, sep, rest = line.split("#", 1)[0].partition("=")
-        if sep and key.strip() == "autoballoon":
-            value = rest.strip().strip("'\"")
-    return value
+    """xl.conf's autoballoon ('off' when the value means off, else as written; 'auto' unset)."""
+    value = xl_autoballoon(read_text(os.path.join(etc, "xen", "xl.conf")) or "")
+    return "off" if value in AUTOBALLOON_OFF_VALUES else value
 
 
 def read_hardware_watchdog(roots):
@@ -552,8 +546,7 @@ def collect(config, roots, show_runner):
         facts["heartbeat"] = _read_float(os.path.join(roots["state"], "cron-heartbeat"))
         facts["hardware_watchdog"] = read_hardware_watchdog(roots)
     if "xen" in checks:
-        caps = read_text(os.path.join(proc, "xen", "capabilities")) or ""
-        facts["xen_dom0"] = "control_d" in caps
+        facts["xen_dom0"] = is_dom0_capabilities(read_text(os.path.join(proc, "xen", "capabilities")))
         if facts["xen_dom0"]:
             facts["dom0_mem"] = read_dom0_mem(roots["etc"])
             facts["autoballoon"] = read_xl_autoballoon(roots["etc"])
@@ -608,9 +601,11 @@ def evaluate(config, facts, roots=None):
     findings = []
     protected = set()
     critical_comms = set()
+    running_comms = set()
     for service in config["critical"]:
         unit, state, mains, found_by = main_processes(service, show, processes, proc)
         protected.update(p["pid"] for p in mains)
+        running_comms.update(p["comm"] for p in mains)
         critical_comms.update(service["processes"])
         if "critical_services" not in checks:
             continue
@@ -645,8 +640,10 @@ def evaluate(config, facts, roots=None):
             if state is not None and state.get("ControlGroup"):
                 members = [processes[p] for p in cgroup_pids(systemd_root, state["ControlGroup"]) if p in processes]
             if not members:
+                ours = pid_namespace("self", proc)
                 wanted = set(service["processes"])
-                members = [p for p in processes.values() if p["comm"] in wanted]
+                members = [p for p in processes.values() if p["comm"] in wanted
+                           and pid_namespace(p["pid"], proc) in (ours, None)]
             findings.append(expendable_finding(service, [_proc_view(p) for p in sorted(
                 members, key=lambda p: p["pid"])], unit=unit, unit_state=state))
     if "memory_limits" in checks:
@@ -668,7 +665,7 @@ def evaluate(config, facts, roots=None):
         findings.append(watchdog_timer_finding(systemd, show.get("oomguard-watchdog.timer"),
                                                show.get(WATCHDOG_SERVICE), facts["watchdog_state"], facts["now"],
                                                th["watchdog_state_max_age"]))
-        cron_present = any(p["comm"] in ("cron", "crond") for p in processes.values()) or any(
+        cron_present = bool(running_comms & set(("cron", "crond"))) or any(
             (show.get(u) or {}).get("LoadState") == "loaded" for u in ("cron.service", "crond.service"))
         findings.append(cron_heartbeat_finding(facts["heartbeat"], facts["now"], th["heartbeat_max_age"],
                                                cron_present))

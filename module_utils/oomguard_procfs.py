@@ -320,3 +320,11 @@ def container_marker(root="/", proc="/proc"):
         if item.startswith("container=") and item[len("container="):]:
             return item[len("container="):]
     return None
+
+
+def pid_namespace(pid="self", proc="/proc"):
+    """The pid namespace of a process ('pid:[4026531836]'), or None when unreadable."""
+    try:
+        return os.readlink(os.path.join(proc, str(pid), "ns", "pid"))
+    except OSError:
+        return None

@@ -69,6 +69,7 @@ def validate_sinks(config):
     """Merge defaults into a sinks.json object and check it; raises SinkConfigError."""
     if not isinstance(config, dict):
         raise SinkConfigError("sinks: must be a JSON object with journal/email/webhook keys")
+    config = dict((k, v) for k, v in config.items() if not k.startswith("_"))  # "_comment": ansible_managed
     unknown = sorted(set(config) - set(("journal", "email", "webhook")))
     if unknown:
         raise SinkConfigError("sinks: unknown sink(s) %s; allowed: journal, email, webhook" % ", ".join(unknown))

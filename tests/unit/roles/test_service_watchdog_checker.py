@@ -516,3 +516,18 @@ def test_broken_notifier_never_stops_the_watchdog(tmp_path, monkeypatch):
     send = wd.load_notifier(str(tmp_path / "sinks.json"), wd.Output(out))
     send({"kind": "x"})
     assert "<3>alert delivery failed: smtp down" in out.getvalue()
+
+
+def test_deliver_abandons_slow_sinks():
+    import time
+    sent = []
+
+    def slow(event):
+        time.sleep(3)
+        sent.append(event)
+    events = [{"kind": "a"}]
+    start = time.monotonic()
+    assert wd.deliver(slow, events, timeout=0.2) is False
+    assert time.monotonic() - start < 1.5 and events == [] and sent == []
+    fast = []
+    assert wd.deliver(fast.append, [{"kind": "b"}], timeout=2) is True and fast == [{"kind": "b"}]

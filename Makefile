@@ -1,7 +1,9 @@
 # oomguard: one entry point for setting up, auditing and testing.
 #
 #   make audit      the main job: read-only audit of this machine with oomguard_check
-#   make test       everything CI runs: lint, unit tests, every Molecule scenario
+#   make test       everything CI runs: lint, unit tests, collection install, every Molecule scenario
+#   make collection build the oomguard.oomguard collection tarball under build/
+#   make bench      benchmarks (printed figures)
 #
 # Both install what they need first (scripts/setup). Run them as root on a fresh
 # Debian 12 machine; `make audit` also works unprivileged (it sees less).
@@ -15,7 +17,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PYTHONDONTWRITEBYTECODE := 1
 SCENARIOS ?= default vm
 
-.PHONY: help setup setup-test audit lint unit images molecule test bench collection clean
+.PHONY: help setup setup-test audit lint unit images molecule test bench collection collection-test clean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -45,7 +47,14 @@ molecule: setup-test images
 test: setup-test
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory collection-test
 	$(MAKE) --no-print-directory molecule
+
+collection: setup
+	scripts/build-collection
+
+collection-test: setup
+	pytest tests/collection
 
 bench: setup
 	bench/run

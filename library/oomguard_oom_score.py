@@ -249,7 +249,7 @@ from ansible.module_utils.oomguard_procfs import (
     CAP_SYS_RESOURCE, has_capability, list_pids, parse_cgroup, pids_by_name, read_oom_score_adj, read_pidfile,
     read_stat_ids, systemd_cgroup_path, write_oom_score_adj)
 from ansible.module_utils.oomguard_systemd import (
-    DROPIN_DIR, UnitNameError, dropin_path, normalize_unit_name, parse_show, systemd_booted, unit_loaded,
+    DROPIN_DIR, SYSTEMD_RUNTIME_DIR, UnitNameError, dropin_path, normalize_unit_name, parse_show, systemd_booted, unit_loaded,
     validate_dropin_file_name)
 
 SHOW_PROPERTIES = ("Id", "LoadState", "ActiveState", "MainPID", "ControlGroup", "OOMScoreAdjust")
@@ -388,7 +388,7 @@ def gather_targets(params, show=None, proc="/proc"):
     return group_of(everybody, roots), roots
 
 
-def run(module, params, proc="/proc", dropin_dir=DROPIN_DIR):
+def run(module, params, proc="/proc", dropin_dir=DROPIN_DIR, systemd_runtime_dir=SYSTEMD_RUNTIME_DIR):
     """Plan and apply; returns the result dict (the caller exits or fails with it)."""
     kind = params["target_kind"]
     result = dict(changed=False, found=True, enforced=True, reason=None, unit=params.get("unit"),
@@ -396,7 +396,7 @@ def run(module, params, proc="/proc", dropin_dir=DROPIN_DIR):
                   live_changed=False, live=[], diff=[])
     show = None
     if kind == "unit":
-        if not systemd_booted():
+        if not systemd_booted(systemd_runtime_dir):
             module.fail_json(msg="unit: systemd is not running on this host; allowed here: pidfile, "
                                  "process_name or cgroup_path")
         found, show = gather_unit(module, params["unit"])

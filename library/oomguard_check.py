@@ -467,6 +467,11 @@ def main_processes(service, show, processes, proc):
     return unit, state, sorted(found, key=lambda p: p["pid"]), "process name"
 
 
+def oom_lines(text):
+    """Only the kernel-log lines an OOM kill writes (a cheap substring test before the regexes)."""
+    return "\n".join(line for line in text.splitlines() if "oom" in line or "of memory" in line)
+
+
 def read_dom0_mem(etc):
     """{'size', 'max', 'raw'} (bytes) pinned by GRUB_CMDLINE_XEN_DEFAULT's dom0_mem=, or None."""
     try:
@@ -530,7 +535,7 @@ def collect(config, roots, show_runner):
         facts["vmstat"] = read_vmstat(proc)
         kmsg = read_kmsg(roots["kmsg"])
         facts["kernel_log_readable"] = kmsg is not None
-        facts["oom_events"] = parse_oom_events(kmsg) if kmsg else []
+        facts["oom_events"] = parse_oom_events(oom_lines(kmsg)) if kmsg else []
         facts["snapshot"] = None
         if read_latest_snapshot is not None:
             try:

@@ -318,6 +318,7 @@ def build_config(params):
     if unknown:
         raise ValueError("checks: %s unknown; allowed: all, %s" % (", ".join(unknown), ", ".join(CHECKS)))
     critical = params.get("critical_services")
+    explicit = critical is not None
     if critical is None:
         critical = DEFAULT_CRITICAL_SERVICES
     max_examples = params.get("max_examples", 5)
@@ -330,6 +331,7 @@ def build_config(params):
         return {
             "checks": set(CHECKS) if "all" in checks else set(checks),
             "critical": _services(critical, "critical_services", -1000, 1000),
+            "critical_explicit": explicit,
             "expendable": _services(params.get("expendable_services") or [], "expendable_services", 1, 1000),
             "helpers": list(params.get("helper_processes") or []),
             "thresholds": merge_thresholds(params.get("thresholds")),
@@ -356,11 +358,52 @@ def memory_dropin_units(etc):
     return sorted(os.path.basename(os.path.dirname(path))[:-2] for path in glob.glob(pattern))
 
 
+def protect_status(state):
+    """(critical entries, expendable entries) of oom_protect's status file (/var/lib/oomguard/oom_protect.json)."""
+    services = (state or {}).get("services") if isinstance(state, dict) else None
+    if not isinstance(services, list):
+        return [], []
+    entries = [s for s in services if isinstance(s, dict) and isinstance(s.get("score"), int)]
+    return ([e for e in entries if e.get("kind") == "critical"],
+            [e for e in entries if e.get("kind") == "expendable"])
+
+
+def _valid_unit(name):
+    try:
+        return bool(name) and normalize_unit_name(name) == name
+    except UnitNameError:
+        return False
+
+
+def with_protect_status(config, state):
+    """The config completed from oom_protect's status: its expendable services when none were
+    given, and the units it protects on purpose (their main processes are not leaks)."""
+    critical, expendable = protect_status(state)
+    config = dict(config)
+    config["protected_units"] = sorted(set(e["unit"] for e in critical if _valid_unit(e.get("unit"))))
+    config["protected_pids"] = sorted(set(p["pid"] for e in critical for p in (e.get("live") or [])
+                                          if isinstance(p, dict) and isinstance(p.get("pid"), int)))
+    config["status_scores"] = dict((e["unit"], e["score"]) for e in critical if e.get("unit"))
+    if not config["expendable"] and expendable:
+        derived = []
+        for index, entry in enumerate(expendable):
+            unit = entry.get("unit") if _valid_unit(entry.get("unit")) else None
+            target = entry.get("target") or unit
+            if not target or entry["score"] < 1:
+                continue
+            derived.append({"name": "%s" % (unit or target).rsplit(".service", 1)[0].replace("/", "_"),
+                            "units": [unit] if unit else [], "processes": [] if unit else [target],
+                            "oom_score_adj": entry["score"], "role": "main process"})
+        config["expendable"] = derived
+    return config
+
+
 def units_to_query(config, memory_units):
     units = []
     for service in config["critical"] + config["expendable"]:
         units.extend(service["units"])
     units.extend(memory_units)
+    units.extend(config.get("protected_units", []))
     units.extend(OOMGUARD_UNITS)
     units.append(WATCHDOG_SERVICE)
     seen = set()
@@ -514,6 +557,7 @@ def collect(config, roots, show_runner):
     proc = roots["proc"]
     checks = config["checks"]
     facts = {"now": time.time()}
+    facts["protect_state"] = _read_json(os.path.join(roots["state"], "oom_protect.json"))
     processes = {}
     for pid, ppid, comm, adj, rss_pages in scan_oom_scores(proc):
         processes[pid] = {"pid": pid, "ppid": ppid, "comm": comm, "oom_score_adj": adj, "rss_pages": rss_pages}
@@ -557,7 +601,6 @@ def collect(config, roots, show_runner):
             facts["autoballoon"] = read_xl_autoballoon(roots["etc"])
     if "memory_limits" in checks:
         facts["memory_limits"] = _collect_memory_limits(memory_units, facts, roots, meminfo.get("MemTotal"))
-    facts["protect_state"] = _read_json(os.path.join(roots["state"], "oom_protect.json"))
     return facts
 
 
@@ -615,15 +658,23 @@ def evaluate(config, facts, roots=None):
         if "critical_services" not in checks:
             continue
         configured = configured_oom_score_adj(unit, state, roots["etc"])
+        if not config["critical_explicit"]:
+            # The default policy yields to what oom_protect set (its status file, else the drop-in).
+            policy = config.get("status_scores", {}).get(unit)
+            if policy is None and configured is not None and configured < 0:
+                policy = configured
+            if policy is not None:
+                service = dict(service, oom_score_adj=policy)
         caps = [_cap_sys_resource(p["pid"], proc) for p in mains]
         cap = None if not caps or None in caps else all(caps)
         findings.append(critical_service_finding(
             service, [_proc_view(p) for p in mains], unit=unit, unit_state=state if systemd else None,
             configured=configured, cap_sys_resource=cap, container=facts["container"], found_by=found_by))
-    for unit in OOMGUARD_UNITS + (WATCHDOG_SERVICE,):
+    for unit in OOMGUARD_UNITS + (WATCHDOG_SERVICE,) + tuple(config.get("protected_units", [])):
         main_pid = int((show.get(unit) or {}).get("MainPID") or 0)
         if main_pid:
             protected.add(main_pid)
+    protected.update(config.get("protected_pids", []))
     if "inherited_protection" in checks:
         negative = []
         for info in processes.values():
@@ -632,7 +683,7 @@ def evaluate(config, facts, roots=None):
             detail = read_process(info["pid"], proc, with_cmdline=False) or {}
             negative.append(dict(_proc_view(info), unit=detail.get("unit"),
                                  kernel_thread=detail.get("kernel_thread", False)))
-        for unit in OOMGUARD_UNITS:
+        for unit in OOMGUARD_UNITS + (WATCHDOG_SERVICE,):
             protected.update(n["pid"] for n in negative if n["unit"] == unit)
         comm_of = dict((pid, info["comm"]) for pid, info in processes.items())
         findings.append(inherited_protection_finding(negative, protected, config["helpers"], comm_of,
@@ -703,6 +754,7 @@ def _snapshot_view(snapshot, limit):
 
 def run_check(config, roots, show_runner):
     """(result dict, offending findings) for a validated config."""
+    config = with_protect_status(config, _read_json(os.path.join(roots["state"], "oom_protect.json")))
     facts = collect(config, roots, show_runner)
     findings = evaluate(config, facts, roots)
     hierarchy = facts["hierarchy"]

@@ -400,3 +400,39 @@ def test_audit_table_sorts_hosts_and_checks_worst_first(tmp_path):
     summary = oomguard_audit.audit_summary_lines(table)
     assert summary[0].startswith("3 host(s)")
     assert summary[2].startswith("db1: score")
+
+
+def test_oom_protect_status_sets_policies_and_on_purpose_protection(tmp_path):
+    roots = protected_vm(tmp_path)
+    # oom_protect protects cron at -900 and dbus at -900, and marks worker expendable at 500.
+    write(os.path.join(roots["proc"], "398", "oom_score_adj"), "-900\n")
+    add_process(roots["proc"], 300, "dbus-daemon", adj=-900, cgroup_v2="/system.slice/dbus.service")
+    status = {"role": "oom_protect", "services": [
+        {"kind": "critical", "unit": "ssh.service", "score": -1000, "enforced": True,
+         "live": [{"pid": 412, "comm": "sshd", "value": -1000, "enforced": True}]},
+        {"kind": "critical", "unit": "cron.service", "score": -900, "enforced": True,
+         "live": [{"pid": 398, "comm": "cron", "value": -900, "enforced": True}]},
+        {"kind": "critical", "unit": "dbus.service", "score": -900, "enforced": True,
+         "live": [{"pid": 300, "comm": "dbus-daemon", "value": -900, "enforced": True}]},
+        {"kind": "expendable", "unit": None, "target": "worker", "score": 500, "enforced": True, "live": []},
+    ]}
+    write(os.path.join(roots["state"], "oom_protect.json"), json.dumps(status))
+    systemctl = FakeSystemctl("systemctl_show_vm_protected.txt")
+    result, _bad = oomguard_check.run_check(config(), roots, systemctl)
+    found = by_id(result)
+    assert found["cron.oom_score_adj"]["severity"] == "ok"
+    assert found["cron.oom_score_adj"]["evidence"]["policy"] == -900
+    assert found["inherited_protection"]["severity"] == "ok", found["inherited_protection"]["message"]
+    assert found["worker.expendable"]["severity"] == "ok"
+    assert "dbus.service" in systemctl.calls[0]
+
+
+def test_explicit_policy_wins_over_oom_protect_status(tmp_path):
+    roots = protected_vm(tmp_path)
+    write(os.path.join(roots["proc"], "398", "oom_score_adj"), "-900\n")
+    write(os.path.join(roots["state"], "oom_protect.json"), json.dumps({"services": [
+        {"kind": "critical", "unit": "cron.service", "score": -900, "live": []}]}))
+    cfg = config(critical_services=[{"name": "cron", "units": ["cron.service"], "processes": ["cron"],
+                                     "oom_score_adj": -1000, "role": "daemon"}])
+    result, _bad = oomguard_check.run_check(cfg, roots, FakeSystemctl("systemctl_show_vm_protected.txt"))
+    assert by_id(result)["cron.oom_score_adj"]["severity"] == "fail"

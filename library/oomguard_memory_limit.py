@@ -210,12 +210,12 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.oomguard_cgroup import (
-    cgroup_dir,
     compare_targets,
     memory_targets,
     page_rounded,
     read_hierarchy,
     read_memory_files,
+    unit_memory_dir,
     v1_swap_accounting,
     write_memory_file,
 )
@@ -369,8 +369,7 @@ def run(module, proc="/proc", dropin_dir=DROPIN_DIR, page_size=None):
     ]
 
     def memory_dir(show):
-        group = show.get("ControlGroup")
-        return cgroup_dir(hierarchy["memory_root"], group) if group else None
+        return unit_memory_dir(hierarchy, show.get("ControlGroup"))
 
     files = [t["file"] for t in targets]
     directory = memory_dir(before_show)

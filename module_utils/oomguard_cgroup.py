@@ -61,7 +61,42 @@ def detect_hierarchy(mounts_text):
 
 
 def read_hierarchy(proc="/proc"):
-    return detect_hierarchy(read_text(os.path.join(proc, "self", "mounts"), "") or "")
+    """detect_hierarchy() of this host, plus memory_mount_root from /proc/self/mountinfo.
+
+    memory_mount_root is the cgroup path mounted at memory_root: '/' on a host, the
+    container's own cgroup (e.g. /libpod_parent/libpod-<id>) inside a container that
+    has no cgroup namespace, where systemd's ControlGroup paths still start with it.
+    """
+    info = detect_hierarchy(read_text(os.path.join(proc, "self", "mounts"), "") or "")
+    roots = parse_mountinfo_roots(read_text(os.path.join(proc, "self", "mountinfo"), "") or "")
+    info["memory_mount_root"] = roots.get(info["memory_root"], "/") if info["memory_root"] else None
+    return info
+
+
+def parse_mountinfo_roots(text):
+    """{mountpoint: root} for cgroup/cgroup2 mounts in /proc/self/mountinfo (the last mount wins)."""
+    result = {}
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5 or not right.split() or right.split()[0] not in ("cgroup", "cgroup2"):
+            continue
+        result[fields[4]] = fields[3]
+    return result
+
+
+def unit_memory_dir(hierarchy, control_group):
+    """Directory of a unit's cgroup (systemd's ControlGroup) in the memory controller's tree.
+
+    Strips the mount's own root, so a container's paths map onto what it has mounted.
+    """
+    if not hierarchy.get("memory_root") or not control_group:
+        return None
+    root = (hierarchy.get("memory_mount_root") or "/").rstrip("/")
+    group = control_group
+    if root and (group == root or group.startswith(root + "/")):
+        group = group[len(root):] or "/"
+    return cgroup_dir(hierarchy["memory_root"], group)
 
 
 def cgroup_dir(root, control_group):

@@ -14,8 +14,10 @@ from ansible.module_utils.oomguard_cgroup import (
     page_rounded,
     parse_memory_events,
     parse_memory_value,
+    parse_mountinfo_roots,
     read_hierarchy,
     read_memory_files,
+    unit_memory_dir,
     v1_swap_accounting,
     write_memory_file,
 )
@@ -180,3 +182,39 @@ def test_parse_memory_events():
     v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 5\n"
     assert parse_memory_events(v1) == {"oom_kill_disable": 0, "under_oom": 0, "oom_kill": 5}
     assert parse_memory_events(None) == {}
+
+
+# /proc/self/mountinfo recorded in a podman container (runc, no cgroup namespace) on a hybrid host.
+CONTAINER_MOUNTINFO = """143 135 0:31 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime - tmpfs tmpfs rw,mode=755
+147 143 0:32 /libpod_parent/libpod-4315f340 /sys/fs/cgroup/memory ro,nosuid,nodev,noexec,relatime - cgroup cgroup rw,memory
+165 143 0:37 /libpod_parent/libpod-4315f340 /sys/fs/cgroup/systemd ro,nosuid,nodev,noexec,relatime - cgroup cgroup rw,name=systemd
+166 165 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+"""
+CONTAINER_MOUNTS = """cgroup /sys/fs/cgroup/memory cgroup ro,nosuid,nodev,noexec,relatime,memory 0 0
+cgroup /sys/fs/cgroup/systemd cgroup ro,nosuid,nodev,noexec,relatime,name=systemd 0 0
+cgroup /sys/fs/cgroup/systemd cgroup rw,relatime,name=systemd 0 0
+"""
+HOST_MOUNTINFO = """35 25 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+"""
+
+
+def test_parse_mountinfo_roots():
+    roots = parse_mountinfo_roots(CONTAINER_MOUNTINFO)
+    assert roots == {"/sys/fs/cgroup/memory": "/libpod_parent/libpod-4315f340", "/sys/fs/cgroup/systemd": "/"}
+
+
+@pytest.mark.parametrize("mounts, mountinfo, group, expected", [
+    (CONTAINER_MOUNTS, CONTAINER_MOUNTINFO, "/libpod_parent/libpod-4315f340/system.slice/cron.service",
+     "/sys/fs/cgroup/memory/system.slice/cron.service"),
+    (CONTAINER_MOUNTS, CONTAINER_MOUNTINFO, "/libpod_parent/libpod-4315f340", "/sys/fs/cgroup/memory/"),
+    (UNIFIED, HOST_MOUNTINFO, "/system.slice/cron.service", "/sys/fs/cgroup/system.slice/cron.service"),
+    (UNIFIED, "", "/system.slice/cron.service", "/sys/fs/cgroup/system.slice/cron.service"),
+    (UNIFIED, HOST_MOUNTINFO, "", None),
+    (NO_MEMORY, "", "/system.slice/cron.service", None),
+])
+def test_unit_memory_dir(tmp_path, mounts, mountinfo, group, expected):
+    (tmp_path / "self").mkdir()
+    (tmp_path / "self" / "mounts").write_text(mounts)
+    if mountinfo:
+        (tmp_path / "self" / "mountinfo").write_text(mountinfo)
+    assert unit_memory_dir(read_hierarchy(str(tmp_path)), group) == expected

@@ -341,6 +341,8 @@ FAKE_SYSTEMCTL = textwrap.dedent("""\
     unit = args[-1]
     path = os.path.join(root, unit)
     if args[0] == "show":
+        if os.path.exists(path) and open(path).read().startswith("hang"):
+            time.sleep(5)  # PID 1 too busy to answer
         if not os.path.exists(path):
             print("LoadState=not-found\\nActiveState=inactive\\nSubState=dead\\nActiveEnterTimestampMonotonic=0")
         else:
@@ -531,3 +533,16 @@ def test_deliver_abandons_slow_sinks():
     assert time.monotonic() - start < 1.5 and events == [] and sent == []
     fast = []
     assert wd.deliver(fast.append, [{"kind": "b"}], timeout=2) is True and fast == [{"kind": "b"}]
+
+
+def test_unanswered_systemctl_is_inconclusive_not_a_failure(tmp_path, fake_systemd):
+    root, systemctl = fake_systemd
+    (root / "cron.service").write_text("hang")
+    cfg = wd.load_config(write_config(tmp_path, [{"name": "cron", "unit": "cron.service"}]))
+    out = io.StringIO()
+    before = wd.new_state()
+    before["checks"]["cron"] = dict(wd.new_check_state("cron.service"), status="failing", consecutive_failures=1)
+    state = wd.run_once(cfg, before, wd.Systemd(systemctl, timeout=1), wd.Output(out), clock=FakeClock())
+    assert not any("restart" in c for c in calls(root))
+    assert state["checks"]["cron"]["status"] == "failing" and state["checks"]["cron"]["consecutive_failures"] == 1
+    assert "<4>cron: inconclusive (systemctl show cron.service did not answer)" in out.getvalue()

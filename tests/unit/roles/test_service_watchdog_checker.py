@@ -447,6 +447,7 @@ def test_main_writes_state_schema_and_notifies(tmp_path, fake_systemd, monkeypat
     assert set(state["checks"]["app"]) >= {"status", "unit", "consecutive_failures", "restart_attempts",
                                            "last_restart", "grace_until", "last_result"}
     assert "hardware_watchdog" in state
+    assert state["checker"] == {"oom_score_adj": int(open("/proc/self/oom_score_adj").read()), "nice": os.nice(0)}
     assert oct(os.stat(tmp_path / "state.json").st_mode & 0o777) == "0o644"
     events = [json.loads(line) for line in sent.read_text().splitlines()]
     assert [(e["severity"], e["kind"]) for e in events] == [("critical", "watchdog_escalation")]

@@ -1,0 +1,182 @@
+"""Assertions of the memory-exhaustion drill, on the oomguard VM's results.
+
+side_effect.yml leaves the evidence in molecule/drill/output/ (results.json:
+per storm the kernel's OOM victims, the watched services' PIDs before/after,
+new-login, heartbeat and alert latencies; check-oomguard-drill.json: the
+oomguard_check result; watchdog.json: the reset). The control VM's results are
+evidence only: nothing here asserts on them. The tests that use `host` look at
+the oomguard VM live, after the watchdog reset (oomguard must come back by
+itself after a reboot: seed 001).
+"""
+
+import json
+import os
+import time
+
+import pytest
+
+OUTPUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "output")
+OOMGUARD = "oomguard-drill"
+STORMS = ["a", "b", "c-cron", "c-session"]
+# Protected services and what the drill calls them in results.json.
+PROTECTED = ["sshd", "cron", "journald", "alertd"]
+
+
+def _load(name):
+    path = os.path.join(OUTPUT, name)
+    if not os.path.exists(path):
+        pytest.fail("%s is missing: the drill's side_effect did not run or failed early" % path)
+    with open(path) as handle:
+        return json.load(handle)
+
+
+@pytest.fixture(scope="module")
+def run():
+    results = _load("results.json")
+    run = results["runs"].get(OOMGUARD)
+    assert run, "no results for %s in results.json" % OOMGUARD
+    return run
+
+
+@pytest.fixture(scope="module")
+def storms(run):
+    return {s["storm"]: s for s in run["analysis"]["storms"]}
+
+
+@pytest.fixture()
+def drill_host(host):
+    if host.backend.get_hostname() != OOMGUARD:
+        pytest.skip("the control VM is evidence only")
+    return host
+
+
+def test_drill_ran_without_error(run, storms):
+    assert run["oomguard"] is True
+    assert run.get("error") is None, run.get("error")
+    assert sorted(storms) == sorted(STORMS)
+
+
+@pytest.mark.parametrize("storm", STORMS)
+def test_storm_ended_by_the_oom_killer_in_time(storms, storm):
+    s = storms[storm]
+    assert not s["timed_out"], "%s: the hog was still running at the hard limit" % storm
+    assert s["hog_pids"], "%s: no hog ever started" % storm
+    assert s["victims"], "%s: the kernel log shows no OOM kill" % storm
+
+
+@pytest.mark.parametrize("storm", STORMS)
+def test_the_hog_was_killed(storms, storm):
+    s = storms[storm]
+    assert s["hog_killed"], "%s: victims %s, hogs %s" % (storm, s["victims"], s["hog_pids"])
+
+
+@pytest.mark.parametrize("storm", STORMS)
+def test_no_protected_process_killed(storms, storm):
+    assert storms[storm]["protected_killed"] == []
+
+
+@pytest.mark.parametrize("storm", ["c-cron", "c-session"])
+def test_cron_and_session_hogs_were_the_only_victims(storms, storm):
+    s = storms[storm]
+    others = [v for v in s["victims"] if not v["hog"] and v["comm"] != "drill-worker"]
+    assert others == [], "%s: also killed %s" % (storm, others)
+
+
+def test_fork_storm_stayed_inside_the_expendable_unit(storms):
+    s = storms["b"]
+    outside = [v for v in s["victims"] if v["scope"] != "memcg" or "app-worker.service" not in (v["memcg"] or "")]
+    assert outside == [], "the worker pool's leak reached the rest of the host: %s" % outside
+
+
+@pytest.mark.parametrize("storm, score", [("b", 800), ("c-cron", 0), ("c-session", 0)])
+def test_hogs_ran_at_their_policy_score(storms, storm, score):
+    """Workers expendable (+800); cron jobs and SSH sessions do not inherit -900/-1000."""
+    scores = set(storms[storm]["hog_oom_score_adj"].values())
+    assert scores == {score}, "%s: hog oom_score_adj %s" % (storm, scores)
+
+
+@pytest.mark.parametrize("storm", STORMS)
+def test_protected_services_kept_their_pid_or_came_back_within_10s(storms, storm):
+    services = storms[storm]["services"]
+    for name in PROTECTED:
+        assert name in services, "%s: %s not watched (unit missing?)" % (storm, name)
+        svc = services[name]
+        if svc["state"] == "kept":
+            continue
+        assert svc["active_after"] == "active" and svc["back_after_s"] is not None \
+            and svc["back_after_s"] <= 10, "%s: %s %s" % (storm, name, svc)
+
+
+@pytest.mark.parametrize("storm", STORMS)
+def test_new_ssh_login_within_10s(storms, storm):
+    latency = storms[storm]["login_s"]
+    assert latency is not None and latency <= 10, "%s: new login after %s s" % (storm, latency)
+
+
+@pytest.mark.parametrize("storm", STORMS)
+def test_cron_heartbeat_within_2_minutes(storms, storm):
+    delay = storms[storm]["heartbeat_delay_s"]
+    assert delay is not None and delay <= 120, "%s: heartbeat %s s after the storm" % (storm, delay)
+
+
+@pytest.mark.parametrize("storm", STORMS)
+def test_alert_agent_recorded_the_kill_naming_the_hog(storms, storm):
+    s = storms[storm]
+    assert s["alert_latency_s"] is not None, "%s: no oom_kill event in alerts.jsonl (%s)" % (storm, s["alert_kinds"])
+    assert s["alert_names_hog"], "%s: the oom_kill event does not name the hog" % storm
+    assert s["snapshot_names_hog"], "%s: no snapshot names the hog" % storm
+
+
+def test_watchdog_timer_kept_firing(run):
+    analysis = run["analysis"]
+    assert analysis["watchdog_timer_runs"] >= 4
+    assert analysis["watchdog_timer_max_gap_s"] is not None and analysis["watchdog_timer_max_gap_s"] <= 60
+
+
+def test_oomguard_check_reports_the_kills_and_no_failure():
+    check = _load("check-%s.json" % OOMGUARD)
+    findings = {f["id"]: f for f in check["findings"]}
+    kills = findings["oom_kills"]
+    assert kills["severity"] == "warn", kills
+    assert kills["evidence"]["oom_kill"] >= len(STORMS), kills["message"]
+    assert any(v["comm"] == "drill-hog" for v in kills["evidence"]["victims"]), kills["evidence"]["victims"]
+    failed = [f["id"] + ": " + f["message"] for f in check["findings"] if f["severity"] == "fail"]
+    assert failed == []
+
+
+def test_hardware_watchdog_reset_the_hung_vm():
+    wd = _load("watchdog.json")
+    print("watchdog: RuntimeWatchdogSec=%s, sshd banner after %s s, new login after %s s" % (
+        wd.get("runtime_watchdog"), wd.get("ssh_banner_s"), wd.get("recovery_s")))
+    assert wd.get("runtime_watchdog") not in (None, "", "0")
+    assert wd["reset"] is True, wd
+    assert wd["recovery_s"] is not None and wd["recovery_s"] < 300
+
+
+def _wait(predicate, timeout):
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value or time.time() > deadline:
+            return value
+        time.sleep(2)
+
+
+def test_after_the_reset_oomguard_is_back(drill_host):
+    """After the watchdog reset: protection and agents come back by themselves."""
+    assert _wait(lambda: drill_host.run("systemctl is-system-running --wait").stdout.strip()
+                 in ("running", "degraded"), 120)
+    for unit in ("ssh.service", "cron.service", "oomguard-alertd.service", "oomguard-watchdog.timer"):
+        assert drill_host.service(unit).is_running or drill_host.run(
+            "systemctl is-active %s" % unit).stdout.strip() == "active", unit
+    listener = drill_host.run("systemctl show -p MainPID --value ssh.service").stdout.strip()
+    assert drill_host.file("/proc/%s/oom_score_adj" % listener).content_string.strip() == "-1000"
+    assert drill_host.run("systemctl show -p RuntimeWatchdogUSec --value").stdout.strip() not in ("0", "")
+
+
+def test_after_the_reset_the_cron_heartbeat_advances(drill_host):
+    path = "/var/lib/oomguard/cron-heartbeat"
+    before = drill_host.file(path).content_string.strip() if drill_host.file(path).exists else ""
+    assert _wait(lambda: drill_host.file(path).exists
+                 and drill_host.file(path).content_string.strip() != before, 120), \
+        "no new cron heartbeat within 2 minutes of the reboot"

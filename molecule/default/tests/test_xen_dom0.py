@@ -73,9 +73,12 @@ def run_module(host, inventory, args, check=False):
     if check:
         argv.append("--check")
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    match = re.search(r"=> (\{.*\})\s*$", proc.stdout, re.S)
+    # "<host> | FAILED! => {...}" / "| CHANGED =>" / "| SUCCESS =>"; the callback drops "diff".
+    match = re.search(r"\| (?P<status>[A-Z]+)!? => (?P<result>\{.*\})\s*$", proc.stdout, re.S)
     assert match, "no result in ansible output:\n%s\n%s" % (proc.stdout, proc.stderr)
-    return proc.returncode, json.loads(match.group(1))
+    result = json.loads(match.group("result"))
+    result["_status"] = match.group("status")
+    return proc.returncode, result
 
 
 # ----------------------------------------------------------------------------- plain hosts
@@ -122,7 +125,7 @@ def test_live_shrink_below_use_is_refused(xen_host, inventory):
     calls_before = stub_calls(xen_host)
     # 1G is below whatever this container uses plus a 32G margin: must be refused.
     rc, result = run_module(xen_host, inventory, {"dom0_mem": "1G", "live": True, "margin": "32G"})
-    assert rc != 0 and result.get("failed") is True
+    assert rc != 0 and result["_status"] == "FAILED"
     assert result["changed"] is False
     assert result["msg"].startswith("refusing to shrink dom0 from 20480M to 1024M: dom0 uses ")
     assert "the safety margin is 32768M" in result["msg"]
@@ -138,16 +141,18 @@ def test_check_mode_reports_but_changes_nothing(xen_host, inventory):
     grub_before = xen_host.file("/etc/default/grub").sha256sum
     calls_before = stub_calls(xen_host)
     rc, result = run_module(xen_host, inventory, {"dom0_mem": "24G", "live": True}, check=True)
-    assert rc == 0 and result["changed"] is True
+    assert rc == 0 and result["_status"] == "CHANGED" and result["changed"] is True
     assert result["live"]["action"] == "set" and result["live"]["applied"] is False
-    assert [d["before_header"] for d in result["diff"]] == ["/etc/default/grub", "dom0 memory (xl list 0)"]
+    assert result["live"]["reason"] == "growing dom0 from 20480M to 24576M"
+    assert result["files"]["grub_default"]["changed"] is True
+    assert result["files"]["xl_conf"]["changed"] is False
     assert xen_host.file("/etc/default/grub").sha256sum == grub_before
     assert not any(c.startswith("mem-set") for c in stub_calls(xen_host)[len(calls_before):])
 
 
 def test_converged_state_reported_unchanged(xen_host, inventory):
     rc, result = run_module(xen_host, inventory, {"dom0_mem": "20G", "live": True})
-    assert rc == 0 and result["changed"] is False
+    assert rc == 0 and result["_status"] == "SUCCESS" and result["changed"] is False
     assert result["xen"] is True and result["detected_by"] == "xl info"
     assert result["host_total_bytes"] == 32671 * 1024 ** 2
     assert result["live"]["action"] == "none"

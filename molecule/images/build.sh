@@ -78,12 +78,22 @@ cache_key() {
     { cat "${SCRIPT}"; printf '%s\n' "$@"; } | sha256sum | cut -c1-12
 }
 
-# debootstrap RELEASE DIR PACKAGES: minbase rootfs, .debs cached per target.
+# run_debootstrap RELEASE DIR PACKAGES DEBS [SETUP_FN]: minbase rootfs, .debs
+# cached per target. With SETUP_FN, packages are unpacked first (--foreign),
+# SETUP_FN DIR runs, then they are configured (--second-stage): so package
+# scripts (the kernel's initramfs hook) already see our configuration.
 run_debootstrap() {
-    local release="$1" dir="$2" packages="$3" debs="$4"
+    local release="$1" dir="$2" packages="$3" debs="$4" setup_fn="${5:-}"
     mkdir -p "${debs}"
-    debootstrap --variant=minbase --cache-dir="${debs}" --include="${packages}" \
+    if [[ -z "${setup_fn}" ]]; then
+        debootstrap --variant=minbase --cache-dir="${debs}" --include="${packages}" \
+            "${release}" "${dir}" "${MIRROR}"
+        return
+    fi
+    debootstrap --foreign --variant=minbase --cache-dir="${debs}" --include="${packages}" \
         "${release}" "${dir}" "${MIRROR}"
+    "${setup_fn}" "${dir}"
+    chroot "${dir}" /debootstrap/debootstrap --second-stage
 }
 
 # Settings common to container and VM rootfs.
@@ -146,6 +156,25 @@ ensure_ssh_key() {
     fi
 }
 
+# A small initrd (only what a QEMU virtio guest needs to mount /) instead of
+# MODULES=most: under TCG every MiB to unpack costs boot time. Set up before
+# the kernel package is configured, so its initrd is built once.
+vm_small_initrd() {
+    local root="$1"
+    mkdir -p "${root}/etc/initramfs-tools/conf.d" "${root}/etc/initramfs-tools/hooks"
+    printf 'MODULES=list\n' > "${root}/etc/initramfs-tools/conf.d/oomguard-testbed.conf"
+    cat > "${root}/etc/initramfs-tools/hooks/oomguard-testbed" <<'HOOK'
+#!/bin/sh
+# oomguard test bed: load the QEMU virtio disk/net drivers and ext4 at boot.
+case "$1" in prereqs) exit 0 ;; esac
+. /usr/share/initramfs-tools/hook-functions
+for module in virtio_pci virtio_blk virtio_net ext4; do
+    force_load "${module}"
+done
+HOOK
+    chmod 755 "${root}/etc/initramfs-tools/hooks/oomguard-testbed"
+}
+
 build_vm() {
     local pubkey key out work root kver
     pubkey="$(cat "${CACHE}/ssh/id_ed25519.pub")"
@@ -160,7 +189,8 @@ build_vm() {
     root="${work}/root"
     safe_rm "${work}"
     mkdir -p "${work}"
-    run_debootstrap "${VM_RELEASE}" "${root}" "${VM_PACKAGES}" "${CACHE}/debs/vm-${VM_RELEASE}" >&2
+    run_debootstrap "${VM_RELEASE}" "${root}" "${VM_PACKAGES}" "${CACHE}/debs/vm-${VM_RELEASE}" \
+        vm_small_initrd >&2
     common_rootfs_setup "${root}"
     # A machine-id in the image: the VM's first boot must not differ from the
     # others (systemd applies presets on a first boot). Each run uses an overlay.

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Run `molecule test` for each scenario given (default: default vm), one
+# Molecule run at a time on this machine (flock), then print a timing table:
+# image build (from molecule/images/build.sh), VM boot-to-SSH, each scenario.
+# Every scenario runs even if an earlier one failed; the exit code is non-zero
+# if any failed. Run from anywhere, as root, after `make setup` and
+# molecule/images/build.sh.
+#
+# Environment:
+#   OOMGUARD_CACHE           test bed cache (default /var/cache/oomguard-testbed)
+#   OOMGUARD_MOLECULE_LOCK   lock file (default /tmp/oomguard-molecule.lock)
+#   OOMGUARD_MOLECULE_ARGS   extra arguments for `molecule test` (e.g. --destroy=never)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
+CACHE="${OOMGUARD_CACHE:-/var/cache/oomguard-testbed}"
+LOCK="${OOMGUARD_MOLECULE_LOCK:-/tmp/oomguard-molecule.lock}"
+BASE_CONFIG="molecule/shared/base.yml"
+CONTAINER_RELEASES=(bookworm bullseye trixie)
+
+export OOMGUARD_CACHE="${CACHE}"
+export ANSIBLE_CONFIG="${REPO}/ansible.cfg"
+[[ -d "${REPO}/.venv/bin" ]] && export PATH="${REPO}/.venv/bin:${PATH}"
+# No terminal in CI: keep Molecule's boxes readable in logs.
+export COLUMNS="${COLUMNS:-160}"
+
+cd "${REPO}"
+command -v molecule >/dev/null || { echo "run-all: molecule not found (run make setup)" >&2; exit 1; }
+mkdir -p "${CACHE}/logs" "${CACHE}/timings"
+
+[[ $# -gt 0 ]] || set -- default vm
+read -r -a extra_args <<<"${OOMGUARD_MOLECULE_ARGS:-}"
+
+# run_molecule LABEL ARGS...: one `molecule test` under the machine-wide lock;
+# records "LABEL  WAIT  SECONDS  RESULT" in rows[].
+rows=()
+failed=0
+run_molecule() {
+    local label="$1"
+    shift
+    local t0 started end rc=0 result
+    t0="$(date +%s)"
+    echo "run-all: ${label}: waiting for ${LOCK}"
+    flock "${LOCK}" bash -c 'date +%s > "$1"; shift; exec "$@"' _ "${CACHE}/timings/.start-${label}" \
+        molecule -c "${BASE_CONFIG}" test "$@" "${extra_args[@]}" || rc=$?
+    end="$(date +%s)"
+    started="$(cat "${CACHE}/timings/.start-${label}" 2>/dev/null || echo "${t0}")"
+    rm -f "${CACHE}/timings/.start-${label}"
+    if [[ ${rc} -eq 0 ]]; then result=passed; else result="FAILED (rc ${rc})"; failed=1; fi
+    echo "run-all: ${label}: ${result} in $((end - started)) s"
+    rows+=("$(printf '%s\t%s\t%s\t%s' "${label}" "$((started - t0))" "$((end - started))" "${result}")")
+}
+
+# The default scenario: if build.sh could not make a release's image (recorded
+# as failed), test the other releases one platform at a time and say so;
+# an image that is just missing (build.sh not run) is an error.
+run_default() {
+    local missing=() available=() r status
+    for r in "${CONTAINER_RELEASES[@]}"; do
+        if podman image exists "localhost/oomguard-test:${r}"; then
+            available+=("${r}")
+        else
+            missing+=("${r}")
+        fi
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        run_molecule default -s default
+        return
+    fi
+    for r in "${missing[@]}"; do
+        status="$(cut -f3 "${CACHE}/timings/build-${r}.tsv" 2>/dev/null || true)"
+        if [[ "${r}" == bookworm || "${status}" != failed ]]; then
+            echo "run-all: image localhost/oomguard-test:${r} is missing: run molecule/images/build.sh" >&2
+            rows+=("$(printf 'default\t-\t-\tFAILED (no %s image)' "${r}")")
+            failed=1
+            return
+        fi
+        echo "run-all: SKIPPING platform oomguard-${r}: build.sh could not debootstrap ${r}"
+        rows+=("$(printf 'default/%s\t-\t-\tskipped (image could not be built)' "${r}")")
+    done
+    for r in "${available[@]}"; do
+        run_molecule "default/${r}" -s default -p "oomguard-${r}"
+    done
+}
+
+total_start="$(date +%s)"
+for scenario in "$@"; do
+    if [[ ! -f "molecule/${scenario}/molecule.yml" ]]; then
+        echo "run-all: no scenario molecule/${scenario}" >&2
+        rows+=("$(printf '%s\t-\t-\tFAILED (no such scenario)' "${scenario}")")
+        failed=1
+        continue
+    fi
+    if [[ "${scenario}" == default ]]; then
+        run_default
+    else
+        rm -f "${CACHE}"/timings/vm-boot-*.tsv
+        run_molecule "${scenario}" -s "${scenario}"
+    fi
+done
+total=$(($(date +%s) - total_start))
+
+echo
+echo "== oomguard test bed timings (seconds) =="
+if compgen -G "${CACHE}/timings/build-*.tsv" >/dev/null; then
+    echo "image build (last molecule/images/build.sh run; 'cached' costs ~0):"
+    for f in "${CACHE}"/timings/build-*.tsv; do
+        IFS=$'\t' read -r name secs status <"${f}"
+        [[ "${name}" == total ]] && status="at ${status}"
+        printf '  %-22s %6s  %s\n' "${name}" "${secs}" "${status}"
+    done
+else
+    echo "image build: no timings (molecule/images/build.sh has not run)"
+fi
+if compgen -G "${CACHE}/timings/vm-boot-*.tsv" >/dev/null; then
+    echo "VM boot to SSH (create.yml, QEMU TCG):"
+    cat "${CACHE}"/timings/vm-boot-*.tsv | while IFS=$'\t' read -r name secs; do
+        printf '  %-22s %6s\n' "${name}" "${secs}"
+    done
+fi
+echo "molecule test (lock wait / run):"
+for row in "${rows[@]}"; do
+    IFS=$'\t' read -r name wait secs result <<<"${row}"
+    printf '  %-22s %6s %6s  %s\n' "${name}" "${wait}" "${secs}" "${result}"
+done
+printf '  %-22s %13s\n' "total" "${total}"
+exit "${failed}"

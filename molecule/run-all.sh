@@ -8,13 +8,13 @@
 #
 # Environment:
 #   OOMGUARD_CACHE           test bed cache (default /var/cache/oomguard-testbed)
-#   OOMGUARD_MOLECULE_LOCK   lock file (default /tmp/oomguard-molecule.lock)
+#   OOMGUARD_MOLECULE_LOCK   lock file (default /tmp/oomguard-molecule-<scenario>.lock,
+#                            the same per-scenario lock developers use by hand)
 #   OOMGUARD_MOLECULE_ARGS   extra arguments for `molecule test` (e.g. --destroy=never)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 CACHE="${OOMGUARD_CACHE:-/var/cache/oomguard-testbed}"
-LOCK="${OOMGUARD_MOLECULE_LOCK:-/tmp/oomguard-molecule.lock}"
 BASE_CONFIG="molecule/shared/base.yml"
 CONTAINER_RELEASES=(bookworm bullseye trixie)
 
@@ -40,8 +40,9 @@ run_molecule() {
     shift
     local t0 started end rc=0 result
     t0="$(date +%s)"
-    echo "run-all: ${label}: waiting for ${LOCK}"
-    flock "${LOCK}" bash -c 'date +%s > "$1"; shift; exec "$@"' _ "${CACHE}/timings/.start-${label}" \
+    local lock="${OOMGUARD_MOLECULE_LOCK:-/tmp/oomguard-molecule-${label}.lock}"
+    echo "run-all: ${label}: waiting for ${lock}"
+    flock "${lock}" bash -c 'date +%s > "$1"; shift; exec "$@"' _ "${CACHE}/timings/.start-${label}" \
         molecule -c "${BASE_CONFIG}" test "$@" "${extra_args[@]}" || rc=$?
     end="$(date +%s)"
     started="$(cat "${CACHE}/timings/.start-${label}" 2>/dev/null || echo "${t0}")"

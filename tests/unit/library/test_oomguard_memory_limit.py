@@ -387,3 +387,16 @@ def test_argument_spec_types():
     assert spec["name"]["required"] is True
     assert spec["plan"] == {"type": "list", "elements": "dict", "default": []}
     assert spec["live"] == {"type": "bool", "default": True}
+
+
+@pytest.mark.parametrize("current, value, first", [
+    (96 << 20, 160 << 20, True),       # raising memsw: before systemd raises memory.limit_in_bytes
+    (160 << 20, 96 << 20, False),      # lowering memsw: after systemd lowered the limit
+    ("infinity", 96 << 20, False),     # from unlimited is lowering
+    (96 << 20, "infinity", True),      # to unlimited is raising
+    (None, 96 << 20, False),           # unreadable: after
+])
+def test_v1_memsw_write_order(current, value, first):
+    target = {"setting": "swap_max", "file": "memory.memsw.limit_in_bytes", "value": value}
+    before, after = mod._direct_order([target], {"memory.memsw.limit_in_bytes": current})
+    assert (before == [target]) is first and (after == [target]) is (not first)

@@ -70,7 +70,7 @@ class Guest:
         self.user = instance.get("user", "root")
         self.address = instance.get("address", "127.0.0.1")
 
-    def argv(self, connect_timeout=5):
+    def argv(self, connect_timeout=10):
         return ["ssh", "-i", self.key, "-p", str(self.port), "-o", "BatchMode=yes",
                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                 "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=%d" % connect_timeout,
@@ -78,7 +78,7 @@ class Guest:
                 "-o", "ControlMaster=no", "-o", "ControlPath=none",
                 "%s@%s" % (self.user, self.address)]
 
-    def run(self, command, timeout=60, connect_timeout=5):
+    def run(self, command, timeout=60, connect_timeout=10):
         """(rc, stdout, stderr); rc None when the command timed out."""
         try:
             done = subprocess.run(self.argv(connect_timeout) + [command], capture_output=True,
@@ -91,16 +91,19 @@ class Guest:
         return subprocess.Popen(self.argv() + [command], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
-    def json(self, command, timeout=60, tries=3):
-        """Parsed JSON of a command's last output line, retried (a login may fail mid-storm)."""
+    def json(self, command, timeout=60, patience=120):
+        """Parsed JSON of a command's last output line, retried for `patience` seconds
+        (under memory pressure a TCG guest may not even send its banner in time)."""
         error = None
-        for _ in range(tries):
+        deadline = time.time() + patience
+        while True:
             rc, out, err = self.run(command, timeout=timeout)
             if rc == 0 and out.strip():
                 return json.loads(out.strip().splitlines()[-1])
             error = "rc %s: %s" % (rc, (err or out).strip()[-300:])
+            if time.time() > deadline:
+                raise RuntimeError("%s: %s failed: %s" % (self.name, command, error))
             time.sleep(1)
-        raise RuntimeError("%s: %s failed: %s" % (self.name, command, error))
 
     def probe(self):
         sent = time.time()
@@ -124,7 +127,7 @@ class Guest:
         attempts = 0
         while time.time() - start < deadline_s:
             attempts += 1
-            rc, out, _ = self.run("echo login-ok", timeout=15, connect_timeout=5)
+            rc, out, _ = self.run("echo login-ok", timeout=15, connect_timeout=10)
             if rc == 0 and "login-ok" in out:
                 return round(time.time() - start, 2), attempts
             time.sleep(0.5)
@@ -134,7 +137,11 @@ class Guest:
 # --- storms -----------------------------------------------------------------------
 
 def hog_status(guest, tag):
-    return guest.json("%s status %s" % (HOG, tag))
+    """The hogs of this tag, or None when the guest did not answer in time."""
+    try:
+        return guest.json("%s status %s" % (HOG, tag), timeout=30, patience=0)
+    except RuntimeError:
+        return None
 
 
 def wait_started(guest, tag, timeout):
@@ -142,9 +149,7 @@ def wait_started(guest, tag, timeout):
     deadline = time.time() + timeout
     while time.time() < deadline:
         status = hog_status(guest, tag)
-        if status["alive"]:
-            return status
-        if status["pids"]:  # started and already gone (killed very fast)
+        if status and status["pids"]:  # running, or started and already gone
             return status
         time.sleep(1)
     return None
@@ -155,14 +160,14 @@ def wait_ended(guest, tag, timeout=STORM_TIMEOUT):
     deadline = time.time() + timeout
     status = hog_status(guest, tag)
     while time.time() < deadline:
-        if status["pids"] and not status["alive"]:
+        if status and status["pids"] and not status["alive"]:
             return status, False
         time.sleep(1)
         status = hog_status(guest, tag)
     # Past the hard limit: end what is left, say so.
-    if status["alive"]:
+    if status and status["alive"]:
         guest.run("kill -9 %s" % " ".join(str(p) for p in status["alive"]))
-    return hog_status(guest, tag), True
+    return hog_status(guest, tag) or {"pids": [], "alive": []}, True
 
 
 def storm_a(guest, ctx):

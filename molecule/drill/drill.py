@@ -9,7 +9,7 @@ multiplexing, so every command is also a login test) and measures what happens:
         a         one process allocating until the OOM killer ends it (global OOM,
                   transient unit with RuntimeMaxSec, no MemoryMax)
         b         a fork storm: app-worker.service (expendable on the oomguard VM)
-                  forks 6 children of 160 MiB each
+                  forks 8 children of 160 MiB each
         c-cron    a leak started by a cron job (one-shot /etc/cron.d entry)
         c-session a leak started from a new SSH session
       Before/after each storm: PIDs of sshd, cron, journald, dbus and the agents;
@@ -211,7 +211,7 @@ def storm_c_session(guest, ctx):
 
 STORMS = [
     ("a", "one process allocating until OOM (global, transient unit)", "a", storm_a),
-    ("b", "fork storm of 6 x 160 MiB from app-worker.service", "worker", storm_b),
+    ("b", "fork storm of 8 x 160 MiB from app-worker.service", "worker", storm_b),
     ("c-cron", "leak started by a cron job", "cron", storm_c_cron),
     ("c-session", "leak started from a new SSH session", "session", storm_c_session),
 ]
@@ -221,8 +221,9 @@ def run_storms(guest, oomguard, out):
     out.update(instance=guest.name, oomguard=oomguard, storms=[], error=None)
     start = time.time()
     try:
-        guest.run("rm -rf %s; mkdir -p %s; systemctl reset-failed oomguard-drill-a 2>/dev/null; true"
-                  % (STATE, STATE))
+        # A clean start: no hog left over by an interrupted run (inside the test VM only).
+        guest.run("pkill -KILL -x drill-hog; rm -rf %s %s; mkdir -p %s; "
+                  "systemctl reset-failed oomguard-drill-a 2>/dev/null; true" % (STATE, CRON_STORM, STATE))
         install_cron_storm(guest)
         out["probe_start"] = guest.probe()
         for name, what, tag, start_storm in STORMS:
@@ -451,7 +452,9 @@ def table(results):
         "storm", "run", "victims (comm/pid/adj)", "hog", "protkill", "sshd/cron/journald/alertd", "login", "heartbt", "alert")
     lines.append(header)
     lines.append("-" * len(header))
-    names = [n for n in (results.get("oomguard_instance"), results.get("control_instance")) if n]
+    names = [n for n in (results.get("oomguard_instance"), results.get("control_instance")) if n in results["runs"]]
+    if not names:
+        return "no drill results"
     storms = [s["storm"] for s in results["runs"].get(names[0], {}).get("analysis", {}).get("storms", [])]
     for storm in storms:
         for name in names:

@@ -19,11 +19,13 @@ def installed(tmp_path_factory):
     tarballs = sorted(glob.glob(os.path.join(REPO, "build", "oomguard-oomguard-*.tar.gz")))
     assert tarballs, "the build produced no tarball"
     target = tmp_path_factory.mktemp("collections")
-    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--offline", "-p", str(target),
+    subprocess.run([os.path.join(BIN, "ansible-galaxy"), "collection", "install", "--offline", "--force", "-p", str(target),
                     tarballs[-1]], check=True, cwd=str(target))
     workdir = tmp_path_factory.mktemp("elsewhere")
+    # An empty config outside the repo: nothing of the repo's ansible.cfg applies.
+    (workdir / "ansible.cfg").write_text("[defaults]\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_COLLECTIONS_PATH=str(target), ANSIBLE_CONFIG=os.devnull, ANSIBLE_LOCALHOST_WARNING="False",
+    env.update(ANSIBLE_COLLECTIONS_PATH=str(target), ANSIBLE_CONFIG=str(workdir / "ansible.cfg"), ANSIBLE_LOCALHOST_WARNING="False",
                ANSIBLE_INVENTORY_UNPARSED_WARNING="False", ANSIBLE_PYTHON_INTERPRETER=sys.executable)
     return {"path": target, "cwd": str(workdir), "env": env}
 

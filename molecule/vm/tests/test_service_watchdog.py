@@ -1,7 +1,7 @@
 """service_watchdog on a real kernel: systemd holds the i6300esb watchdog with the
 configured timeout, and the checker really runs at OOMScoreAdjust=-1000 / Nice=-10.
 
-The scenario sets service_watchdog_runtime_watchdog_sec: 10s in its group_vars.
+The scenario sets service_watchdog_runtime_watchdog_sec: 30s in its group_vars.
 The destructive part (hang the guest, let the watchdog reset it) is in
 test_zz_service_watchdog_reset.py, which sorts last because it reboots the VM.
 """
@@ -9,7 +9,7 @@ test_zz_service_watchdog_reset.py, which sorts last because it reboots the VM.
 import json
 import time
 
-RUNTIME_WATCHDOG = 10  # seconds, service_watchdog_runtime_watchdog_sec in molecule/vm/molecule.yml
+RUNTIME_WATCHDOG = 30  # seconds, service_watchdog_runtime_watchdog_sec in molecule/vm/molecule.yml
 DROPIN = "/etc/systemd/system.conf.d/50-oomguard-watchdog.conf"
 STATE = "/var/lib/oomguard/watchdog-state.json"
 
@@ -19,13 +19,13 @@ def test_dropin_written(host):
     assert dropin.exists and dropin.mode == 0o644 and dropin.user == "root"
     content = dropin.content_string
     assert "Ansible managed" in content
-    assert "RuntimeWatchdogSec=10s" in content
+    assert "RuntimeWatchdogSec=30s" in content
     assert "RebootWatchdogSec=" in content
 
 
 def test_systemd_uses_the_runtime_watchdog(host):
     show = host.run("systemctl show -p RuntimeWatchdogUSec -p RebootWatchdogUSec").stdout
-    assert "RuntimeWatchdogUSec=10s" in show, show
+    assert "RuntimeWatchdogUSec=30s" in show, show
 
 
 def test_kernel_watchdog_armed_with_the_timeout(host):
@@ -51,6 +51,11 @@ def test_checker_really_protected(host):
     assert state["checker"] == {"oom_score_adj": -1000, "nice": -10}, state.get("checker")
     assert state["hardware_watchdog"]["present"] is True
     assert state["hardware_watchdog"]["timeout"] == RUNTIME_WATCHDOG
+    # a starved TCG guest can miss one banner deadline: wait for the ok that follows
+    deadline = time.time() + 60
+    while state["checks"]["ssh"]["status"] != "ok" and time.time() < deadline:
+        time.sleep(5)
+        state = json.loads(host.file(STATE).content_string)
     assert state["checks"]["ssh"]["status"] == "ok", state["checks"]["ssh"]
 
 

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-RUNTIME_WATCHDOG = 10  # service_watchdog_runtime_watchdog_sec in molecule/vm/molecule.yml
+RUNTIME_WATCHDOG = 30  # service_watchdog_runtime_watchdog_sec in molecule/vm/molecule.yml
 
 
 def ssh_target(host):

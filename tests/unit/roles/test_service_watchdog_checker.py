@@ -349,6 +349,9 @@ FAKE_SYSTEMCTL = textwrap.dedent("""\
             state, usec = open(path).read().split()
             print("LoadState=loaded\\nActiveState=%s\\nSubState=running\\nActiveEnterTimestampMonotonic=%s"
                   % (state, usec))
+    elif args[0] == "is-system-running":
+        state = os.path.join(root, "system-state")
+        print(open(state).read().strip() if os.path.exists(state) else "running")
     elif args[0] == "restart":
         if not os.path.exists(path):
             sys.stderr.write("Failed to restart %s: Unit %s not found.\\n" % (unit, unit))
@@ -547,3 +550,25 @@ def test_unanswered_systemctl_is_inconclusive_not_a_failure(tmp_path, fake_syste
     assert not any("restart" in c for c in calls(root))
     assert state["checks"]["cron"]["status"] == "failing" and state["checks"]["cron"]["consecutive_failures"] == 1
     assert "<4>cron: inconclusive (systemctl show cron.service did not answer)" in out.getvalue()
+
+
+@pytest.mark.parametrize("uptime, decides", [("35.20 40.10\n", False), ("900.00 1500.00\n", True)])
+def test_no_decision_while_the_system_boots(tmp_path, fake_systemd, uptime, decides):
+    root, systemctl = fake_systemd
+    (root / "ssh.service").write_text("inactive 0")
+    (root / "system-state").write_text("starting")
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "uptime").write_text(uptime)
+    cfg = wd.load_config(write_config(tmp_path, [{"name": "ssh", "unit": "ssh.service"}]))
+    out = io.StringIO()
+    state = wd.run_once(cfg, wd.new_state(), wd.Systemd(systemctl), wd.Output(out), clock=FakeClock(),
+                        proc=str(proc))
+    restarted = any("restart ssh.service" in c for c in calls(root))
+    # booting: a refused connection is a unit not started yet; a boot "starting" for
+    # longer than BOOT_PATIENCE is a failure to act on
+    assert restarted is decides
+    assert ("still booting" in out.getvalue()) is not decides
+    (root / "system-state").write_text("running")
+    wd.run_once(cfg, state, wd.Systemd(systemctl), wd.Output(io.StringIO()), clock=FakeClock(), proc=str(proc))
+    assert any("restart ssh.service" in c for c in calls(root))

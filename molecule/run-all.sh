@@ -8,13 +8,15 @@
 #
 # Environment:
 #   OOMGUARD_CACHE           test bed cache (default /var/cache/oomguard-testbed)
-#   OOMGUARD_MOLECULE_LOCK   lock file (default /tmp/oomguard-molecule-<scenario>.lock,
-#                            the same per-scenario lock developers use by hand)
+#   OOMGUARD_MOLECULE_LOCK   machine-wide lock (default /tmp/oomguard-molecule.lock);
+#                            each run also takes /tmp/oomguard-molecule-<scenario>.lock,
+#                            the per-scenario lock developers take by hand
 #   OOMGUARD_MOLECULE_ARGS   extra arguments for `molecule test` (e.g. --destroy=never)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 CACHE="${OOMGUARD_CACHE:-/var/cache/oomguard-testbed}"
+LOCK="${OOMGUARD_MOLECULE_LOCK:-/tmp/oomguard-molecule.lock}"
 BASE_CONFIG="molecule/shared/base.yml"
 CONTAINER_RELEASES=(bookworm bullseye trixie)
 
@@ -26,27 +28,35 @@ export COLUMNS="${COLUMNS:-160}"
 
 cd "${REPO}"
 command -v molecule >/dev/null || { echo "run-all: molecule not found (run make setup)" >&2; exit 1; }
-mkdir -p "${CACHE}/logs" "${CACHE}/timings"
+mkdir -p "${CACHE}/logs" "${CACHE}/timings" "${CACHE}/runs"
 
 [[ $# -gt 0 ]] || set -- default vm
 read -r -a extra_args <<<"${OOMGUARD_MOLECULE_ARGS:-}"
 
-# run_molecule LABEL ARGS...: one `molecule test` under the machine-wide lock;
-# records "LABEL  WAIT  SECONDS  RESULT" in rows[].
+# run_molecule LABEL SCENARIO ARGS...: one `molecule test`, holding the
+# machine-wide lock (docs/DEVELOPING.md) and then the scenario's own lock (the
+# one developers take by hand); records "LABEL WAIT SECONDS RESULT" in rows[].
 rows=()
 failed=0
 run_molecule() {
-    local label="$1"
-    shift
-    local t0 started end rc=0 result
+    local label="$1" scenario="$2"
+    shift 2
+    local t0 started end rc=0 result ephemeral slug="${label//\//-}"
+    local scenario_lock="/tmp/oomguard-molecule-${scenario}.lock"
     t0="$(date +%s)"
-    local lock="${OOMGUARD_MOLECULE_LOCK:-/tmp/oomguard-molecule-${label}.lock}"
-    echo "run-all: ${label}: waiting for ${lock}"
-    flock "${lock}" bash -c 'date +%s > "$1"; shift; exec "$@"' _ "${CACHE}/timings/.start-${label}" \
-        molecule -c "${BASE_CONFIG}" test "$@" "${extra_args[@]}" || rc=$?
+    echo "run-all: ${label}: waiting for ${LOCK} and ${scenario_lock}"
+    # Molecule keeps a scenario's state (inventory, instance config, the VM's
+    # overlay and pidfile) in one directory per checkout and scenario: a run of
+    # our own there cannot be disturbed by a concurrent run that took no lock.
+    ephemeral="$(mktemp -d "${CACHE}/runs/${slug}.XXXXXX")"
+    flock "${LOCK}" flock "${scenario_lock}" \
+        bash -c 'date +%s > "$1"; shift; exec "$@"' _ "${CACHE}/timings/.start-${slug}" \
+        env MOLECULE_EPHEMERAL_DIRECTORY="${ephemeral}" \
+        molecule -c "${BASE_CONFIG}" test -s "${scenario}" "$@" "${extra_args[@]}" || rc=$?
     end="$(date +%s)"
-    started="$(cat "${CACHE}/timings/.start-${label}" 2>/dev/null || echo "${t0}")"
-    rm -f "${CACHE}/timings/.start-${label}"
+    rm -rf --one-file-system "${ephemeral}"
+    started="$(cat "${CACHE}/timings/.start-${slug}" 2>/dev/null || echo "${t0}")"
+    rm -f "${CACHE}/timings/.start-${slug}"
     if [[ ${rc} -eq 0 ]]; then result=passed; else result="FAILED (rc ${rc})"; failed=1; fi
     echo "run-all: ${label}: ${result} in $((end - started)) s"
     rows+=("$(printf '%s\t%s\t%s\t%s' "${label}" "$((started - t0))" "$((end - started))" "${result}")")
@@ -65,7 +75,7 @@ run_default() {
         fi
     done
     if [[ ${#missing[@]} -eq 0 ]]; then
-        run_molecule default -s default
+        run_molecule default default
         return
     fi
     for r in "${missing[@]}"; do
@@ -80,7 +90,7 @@ run_default() {
         rows+=("$(printf 'default/%s\t-\t-\tskipped (image could not be built)' "${r}")")
     done
     for r in "${available[@]}"; do
-        run_molecule "default/${r}" -s default -p "oomguard-${r}"
+        run_molecule "default/${r}" default -p "oomguard-${r}"
     done
 }
 
@@ -96,7 +106,7 @@ for scenario in "$@"; do
         run_default
     else
         rm -f "${CACHE}"/timings/vm-boot-*.tsv
-        run_molecule "${scenario}" -s "${scenario}"
+        run_molecule "${scenario}" "${scenario}"
     fi
 done
 total=$(($(date +%s) - total_start))

@@ -72,6 +72,11 @@ safe_rm() {
     rm -rf --one-file-system "${dir}"
 }
 
+# in_use DIR: does any process hold a file under DIR open (a QEMU on its disk)?
+in_use() {
+    find /proc/[0-9]*/fd -maxdepth 1 -lname "$1/*" -print -quit 2>/dev/null | grep -q .
+}
+
 # Cache key: this script, the release and the package list (and, for the VM,
 # the public key baked into it).
 cache_key() {
@@ -219,11 +224,16 @@ build_vm() {
     rm -rf "${out}"
     mv "${work}/out" "${out}"
     ln -sfn "${key}" "${CACHE}/vm/current"
-    # Drop disks of older hashes.
+    # Drop disks of older hashes, unless a running VM still uses one.
     local old
     for old in "${CACHE}"/vm/*/; do
         old="$(basename "${old}")"
-        [[ "${old}" == "${key}" || "${old}" == current ]] || rm -rf "${CACHE:?}/vm/${old}"
+        [[ "${old}" == "${key}" || "${old}" == current ]] && continue
+        if in_use "${CACHE}/vm/${old}"; then
+            log "keeping ${CACHE}/vm/${old}: a running VM uses it" >&2
+        else
+            rm -rf "${CACHE:?}/vm/${old}"
+        fi
     done
     safe_rm "${work}"
     echo built

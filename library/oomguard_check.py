@@ -202,7 +202,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.oomguard_cgroup import (
-    cgroup_dir, cgroup_pids, compare_targets, memory_targets, read_hierarchy, read_memory_files,
+    cgroup_pids, compare_targets, unit_memory_dir, memory_targets, read_hierarchy, read_memory_files,
     v1_swap_accounting)
 from ansible.module_utils.oomguard_files import read_text
 from ansible.module_utils.oomguard_findings import (
@@ -627,7 +627,9 @@ def _collect_memory_limits(units, facts, roots, total):
         targets, unsupported = memory_targets(version, dict((k, v) for k, v in configured.items()
                                                             if not isinstance(v, str) or v == "infinity"),
                                               swap_accounting=v1_swap_accounting(root))
-        directory = cgroup_dir(root, control_group)
+        # Inside a container systemd's ControlGroup includes the container's own
+        # cgroup; unit_memory_dir maps it onto what the container has mounted.
+        directory = unit_memory_dir(hierarchy, control_group)
         readback = read_memory_files(directory, [t["file"] for t in targets])
         applied, missing = compare_targets(targets, readback)
         result.append({"unit": unit, "configured": configured, "applied": applied, "missing": missing,

@@ -298,6 +298,11 @@ def collect_logs(guest, out):
                             " | grep -E 'Starting |Started ' ; true")
     out["watchdog_runs"] = sorted(float(line.split()[0]) for line in timer.splitlines()
                                   if line.split() and line.split()[0].replace(".", "", 1).isdigit())
+    # Who restarted what (the journal is volatile: the watchdog stage's reset wipes it).
+    _, restarts, _ = guest.run("journalctl -b 0 -o short-unix --no-pager -u oomguard-watchdog.service"
+                               " -u ssh.service -u cron.service | grep -iE 'restart|Stopping|Started|failing'"
+                               " | tail -n 200; true", timeout=60)
+    out["service_log"] = restarts.splitlines()
     for key, path in (("alerts", "/var/log/oomguard/alerts.jsonl"), ("snapshots", "/var/log/oomguard/snapshots.jsonl")):
         _, text, _ = guest.run("cat %s 2>/dev/null; true" % path, timeout=60)
         records = []

@@ -572,3 +572,62 @@ def test_no_decision_while_the_system_boots(tmp_path, fake_systemd, uptime, deci
     (root / "system-state").write_text("running")
     wd.run_once(cfg, state, wd.Systemd(systemctl), wd.Output(io.StringIO()), clock=FakeClock(), proc=str(proc))
     assert any("restart ssh.service" in c for c in calls(root))
+
+
+# --- memory pressure: a slow probe on a starved host is not a dead service ----------
+
+@pytest.mark.parametrize("psi, summary, starved", [
+    (None, {"mem_available_percent": 40.0}, False),
+    ({"some": {"avg10": 35.0}, "full": {"avg10": 2.0}}, {"mem_available_percent": 40.0}, True),
+    ({"some": {"avg10": 5.0}, "full": {"avg10": 12.0}}, {}, True),
+    ({"some": {"avg10": 29.9}, "full": {"avg10": 9.9}}, {"mem_available_percent": 5.0}, False),
+    (None, {"mem_available_percent": 3.2}, True),
+])
+def test_memory_pressure(psi, summary, starved):
+    assert (wd.memory_pressure(psi, summary) is not None) is starved
+
+
+@pytest.mark.parametrize("ok, detail, pressure, since, now, expect_ok, expect_since", [
+    (False, "127.0.0.1:22: no banner within 5s", "PSI", None, 1000, None, 1000),          # first deferral
+    (False, "127.0.0.1:22: no banner within 5s", "PSI", 900, 1000, None, 900),            # still patient
+    (False, "127.0.0.1:22: no banner within 5s", "PSI", 800, 1000, False, 800),           # patience spent
+    (False, "connect 127.0.0.1:22: Connection refused", "PSI", None, 1000, False, None),  # dead listener
+    (False, "ssh.service is inactive (dead)", "PSI", None, 1000, False, None),            # unit down
+    (False, "127.0.0.1:22: no banner within 5s", None, 900, 1000, False, None),           # no pressure
+    (True, "banner 'SSH-2.0-OpenSSH_9.2' in 0.01s", "PSI", 900, 1000, True, None),        # recovered
+])
+def test_defer_for_pressure(ok, detail, pressure, since, now, expect_ok, expect_since):
+    got_ok, got_detail, got_since = wd.defer_for_pressure(ok, detail, pressure, {"deferred_since": since}, now)
+    assert (got_ok, got_since) == (expect_ok, expect_since)
+    if expect_ok is None:
+        assert wd.DEFERRED in got_detail
+
+
+def test_run_once_defers_a_silent_listener_under_pressure_then_restarts(tmp_path, fake_systemd):
+    import socket
+    root, systemctl = fake_systemd
+    (root / "ssh.service").write_text("active 0")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts, never sends a banner: a starved sshd
+    port = listener.getsockname()[1]
+    proc = tmp_path / "proc"
+    (proc / "pressure").mkdir(parents=True)
+    (proc / "pressure" / "memory").write_text("some avg10=62.00 avg60=20.00 avg300=5.00 total=1\n"
+                                              "full avg10=31.00 avg60=9.00 avg300=2.00 total=1\n")
+    (proc / "meminfo").write_text("MemTotal: 1000000 kB\nMemAvailable: 30000 kB\n")
+    (proc / "uptime").write_text("5000.0 1.0\n")
+    cfg = wd.load_config(write_config(tmp_path, [{
+        "name": "ssh", "unit": "ssh.service",
+        "probe": {"type": "tcp", "host": "127.0.0.1", "port": port, "banner": "SSH-2.0-", "timeout": 1}}]))
+    clock = FakeClock()
+    try:
+        state = wd.run_once(cfg, wd.new_state(), wd.Systemd(systemctl), wd.Output(io.StringIO()), clock=clock,
+                            proc=str(proc))
+        assert not any("restart" in c for c in calls(root))
+        assert state["checks"]["ssh"]["deferred_since"] == int(clock())
+        clock.advance(wd.PRESSURE_PATIENCE + 1)
+        wd.run_once(cfg, state, wd.Systemd(systemctl), wd.Output(io.StringIO()), clock=clock, proc=str(proc))
+        assert any("restart ssh.service" in c for c in calls(root))
+    finally:
+        listener.close()

@@ -13,7 +13,7 @@ import pytest
 STATUS = "/var/lib/oomguard/oom_protect.json"
 # Set in this scenario's group_vars: an always-running unit of the image.
 EXPENDABLE_UNIT = "systemd-logind.service"
-EXPENDABLE_SCORE = 700
+EXPENDABLE_SCORE = 300
 CRON_FILE = "/etc/cron.d/oomguard-test-oom-protect"
 CRON_OUT = "/run/oomguard-test-oom-protect.adj"
 

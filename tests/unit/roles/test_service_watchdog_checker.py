@@ -430,6 +430,8 @@ def test_main_writes_state_schema_and_notifies(tmp_path, fake_systemd, monkeypat
                 handle.write(json.dumps(event) + "\\n")
         """))
     monkeypatch.syspath_prepend(str(notify_dir))
+    # Other tests may have imported the real oomguard_notify: make the import find ours.
+    monkeypatch.delitem(sys.modules, "oomguard_notify", raising=False)
     sent = tmp_path / "sent.jsonl"
     (tmp_path / "sinks.json").write_text(json.dumps({"out": str(sent)}))
     config = write_config(tmp_path, [

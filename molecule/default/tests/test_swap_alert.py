@@ -56,9 +56,26 @@ def test_unit_and_rules_carry_ansible_managed(host):
     assert "Ansible managed" in host.file(RULES).content_string
 
 
-def test_agent_fell_back_to_polling_and_said_so(host):
+def set_input(host, readings):
+    cmd = host.run("printf %s %s > " + TEST_INPUT, "%s", json.dumps(readings))
+    assert cmd.rc == 0, cmd.stderr
+
+
+def test_agent_reports_how_it_waits(host):
+    """Either a PSI trigger (podman here leaves /proc/pressure writable) or polling with
+    the reason; the metric says the same as the journal."""
     log = journal(host)
-    assert "polling every" in log, log
+    metrics = host.file(METRICS).content_string
+    if "PSI trigger registered" in log:
+        assert "oomguard_psi_trigger_active 1" in metrics
+    else:
+        assert "polling every" in log and ("PSI absent" in log or "PSI trigger unavailable" in log), log
+        assert "oomguard_psi_trigger_active 0" in metrics
+
+
+def test_memory_lock_outcome_logged(host):
+    log = journal(host)
+    assert "memory locked" in log or "memory not locked" in log, log
 
 
 def test_prometheus_rules_have_for_and_keep_firing_for(host):
@@ -76,7 +93,7 @@ def test_secret_and_config_permissions(host):
 
 def test_test_hook_drives_one_alert_and_one_recovery(host):
     before = len(events(host))
-    host.run("sh -c 'echo {\"swap_used_percent\": 95} > %s'", TEST_INPUT)
+    set_input(host, {"swap_used_percent": 95})
     fired = wait_for(host, lambda: [e for e in events(host)[before:] if e["severity"] == "warning"])
     assert fired, journal(host)
     assert fired[0]["kind"] == "swap_used" and fired[0]["details"]["value"] == 95
@@ -87,7 +104,7 @@ def test_test_hook_drives_one_alert_and_one_recovery(host):
     metrics = host.file(METRICS).content_string
     assert 'oomguard_alert_active{check="swap_used",level="warning"} 1' in metrics
 
-    host.run("sh -c 'echo {\"swap_used_percent\": 0} > %s'", TEST_INPUT)
+    set_input(host, {"swap_used_percent": 0})
     recovered = wait_for(host, lambda: [e for e in events(host)[before:] if e["severity"] == "recovery"])
     assert recovered, journal(host)
     time.sleep(3)  # longer than clear_hold: nothing more may come

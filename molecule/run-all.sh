@@ -113,16 +113,20 @@ total=$(($(date +%s) - total_start))
 
 echo
 echo "== oomguard test bed timings (seconds) =="
-if compgen -G "${CACHE}/timings/build-*.tsv" >/dev/null; then
-    echo "image build (last molecule/images/build.sh run; 'cached' costs ~0):"
-    for f in "${CACHE}"/timings/build-*.tsv; do
-        IFS=$'\t' read -r name secs status <"${f}"
-        [[ "${name}" == total ]] && status="at ${status}"
-        printf '  %-22s %6s  %s\n' "${name}" "${secs}" "${status}"
-    done
-else
-    echo "image build: no timings (molecule/images/build.sh has not run)"
-fi
+echo "image build (molecule/images/build.sh; last run, and last real build):"
+for t in "${CONTAINER_RELEASES[@]}" vm total; do
+    last="-" built="-"
+    if [[ -f "${CACHE}/timings/build-${t}.tsv" ]]; then
+        IFS=$'\t' read -r _ secs status <"${CACHE}/timings/build-${t}.tsv"
+        last="${secs} ${status}"
+    fi
+    if [[ -f "${CACHE}/timings/built-${t}.tsv" ]]; then
+        IFS=$'\t' read -r _ secs when <"${CACHE}/timings/built-${t}.tsv"
+        built="${secs} (${when})"
+    fi
+    [[ "${t}" == total && "${last}" != - ]] && last="${last%% *}"
+    printf '  %-22s %-16s %s\n' "${t}" "${last}" "${built}"
+done
 if compgen -G "${CACHE}/timings/vm-boot-*.tsv" >/dev/null; then
     echo "VM boot to SSH (create.yml, QEMU TCG):"
     cat "${CACHE}"/timings/vm-boot-*.tsv | while IFS=$'\t' read -r name secs; do

@@ -259,6 +259,11 @@ run_target() {
     [[ ${rc} -eq 0 && -n "${status}" ]] || status=failed
     printf '%s\t%s\t%s\n' "${target}" "$(($(date +%s) - start))" "${status}" \
         > "${CACHE}/timings/build-${target}.tsv"
+    # The cost of the last real build, which a cached run does not show.
+    if [[ "${status}" == built ]]; then
+        printf '%s\t%s\t%s\n' "${target}" "$(($(date +%s) - start))" "$(date -u +%FT%TZ)" \
+            > "${CACHE}/timings/built-${target}.tsv"
+    fi
     [[ "${status}" != failed ]]
 }
 
@@ -307,11 +312,12 @@ main() {
     local total=$(($(date +%s) - start))
 
     printf '\n%-10s %8s  %s\n' TARGET SECONDS STATUS
-    local line name secs status
+    local line name secs status any_built=0
     for t in "${targets[@]}"; do
         line="$(cat "${CACHE}/timings/build-${t}.tsv" 2>/dev/null || printf '%s\t?\tfailed' "${t}")"
         IFS=$'\t' read -r name secs status <<<"${line}"
         printf '%-10s %8s  %s\n' "${name}" "${secs}" "${status}"
+        [[ "${status}" != built ]] || any_built=1
         if [[ "${status}" == failed ]]; then
             log "${t} could not be built; last lines of ${CACHE}/logs/${t}.log:"
             tail -n 15 "${CACHE}/logs/${t}.log" | sed 's/^/    /'
@@ -324,6 +330,9 @@ main() {
     done
     printf '%-10s %8s\n' total "${total}"
     printf 'total\t%s\t%s\n' "${total}" "$(date -u +%FT%TZ)" > "${CACHE}/timings/build-total.tsv"
+    if [[ ${any_built} -eq 1 ]]; then
+        cp "${CACHE}/timings/build-total.tsv" "${CACHE}/timings/built-total.tsv"
+    fi
     if [[ -L "${CACHE}/vm/current" ]]; then
         log "VM image: ${CACHE}/vm/current/ (disk.img, vmlinuz, initrd.img); key: ${CACHE}/ssh/id_ed25519"
     fi

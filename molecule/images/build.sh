@@ -267,6 +267,17 @@ run_target() {
     [[ "${status}" != failed ]]
 }
 
+pids=()
+on_signal() {
+    trap - INT TERM
+    local p
+    for p in "${pids[@]}"; do
+        kill -TERM -- "-${p}" 2>/dev/null || true
+    done
+    wait || true
+    die "interrupted: partial work is left in ${CACHE}/work (removed by the next run)"
+}
+
 main() {
     [[ ${EUID} -eq 0 ]] || die "run as root (debootstrap, chroot and mkfs need it)"
     local targets=() arg
@@ -298,8 +309,12 @@ main() {
     log "mirror ${MIRROR}, cache ${CACHE}, targets: ${targets[*]}"
     ensure_ssh_key
 
-    local start pids=() t
+    local start t
     start="$(date +%s)"
+    # Each target in its own process group (job control), so that an interrupt
+    # stops its whole tree (debootstrap, dpkg), not just our subshell.
+    set -m
+    trap on_signal INT TERM
     for t in "${targets[@]}"; do
         rm -f "${CACHE}/timings/build-${t}.tsv"
         run_target "${t}" &

@@ -15,7 +15,6 @@ __metaclass__ = type
 import errno
 import os
 import stat
-import tempfile
 
 
 def read_text(path, default=None):
@@ -73,6 +72,10 @@ def write_file_atomic(path, content, mode=0o644, uid=0, gid=0):
     """
     if mode & stat.S_IWOTH:
         raise ValueError("refusing to write world-writable file %s (mode %o)" % (path, mode))
+    # Imported here: tempfile pulls in random and shutil (about 2 MiB of RSS), which
+    # the long-running agents only need when they write.
+    import tempfile
+
     directory = os.path.dirname(path) or "."
     if isinstance(content, str):
         content = content.encode("utf-8")

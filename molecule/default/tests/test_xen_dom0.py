@@ -74,9 +74,10 @@ def run_module(host, inventory, args, check=False):
         argv.append("--check")
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     # "<host> | FAILED! => {...}" / "| CHANGED =>" / "| SUCCESS =>"; the callback drops "diff".
-    match = re.search(r"\| (?P<status>[A-Z]+)!? => (?P<result>\{.*\})\s*$", proc.stdout, re.S)
+    # Warnings may follow the JSON on the same stream: decode just the object.
+    match = re.search(r"\| (?P<status>[A-Z]+)!? => ", proc.stdout)
     assert match, "no result in ansible output:\n%s\n%s" % (proc.stdout, proc.stderr)
-    result = json.loads(match.group("result"))
+    result, _end = json.JSONDecoder().raw_decode(proc.stdout[match.end():])
     result["_status"] = match.group("status")
     return proc.returncode, result
 

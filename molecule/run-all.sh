@@ -33,30 +33,70 @@ mkdir -p "${CACHE}/logs" "${CACHE}/timings" "${CACHE}/runs"
 [[ $# -gt 0 ]] || set -- default vm
 read -r -a extra_args <<<"${OOMGUARD_MOLECULE_ARGS:-}"
 
-# run_molecule LABEL SCENARIO ARGS...: one `molecule test`, holding the
-# machine-wide lock (docs/DEVELOPING.md) and then the scenario's own lock (the
-# one developers take by hand); records "LABEL WAIT SECONDS RESULT" in rows[].
+# locked SCENARIO CMD...: run CMD holding the machine-wide lock
+# (docs/DEVELOPING.md), then the scenario's own lock (the one developers take
+# by hand).
+locked() {
+    local scenario="$1"
+    shift
+    flock "${LOCK}" flock "/tmp/oomguard-molecule-${scenario}.lock" "$@"
+}
+
+# destroy_instances SCENARIO EPHEMERAL: make sure nothing of a run is left
+# (after a failure or an interrupt Molecule may not have destroyed it). Only
+# for a run that got its locks: the instances' names are the same for everyone.
+destroy_instances() {
+    [[ -f "$2.start" ]] || { rm -rf --one-file-system "$2"; return 0; }
+    timeout 600 flock "${LOCK}" flock "/tmp/oomguard-molecule-$1.lock" \
+        env MOLECULE_EPHEMERAL_DIRECTORY="$2" \
+        molecule -c "${BASE_CONFIG}" destroy -s "$1" >/dev/null 2>&1 || true
+    rm -rf --one-file-system "$2" "$2.start"
+}
+
+# An interrupt (CI timeout, ^C) stops the running Molecule and destroys its
+# instances, so no container or VM outlives us.
+current_pid="" current_scenario="" current_ephemeral=""
+on_signal() {
+    trap - INT TERM
+    if [[ -n "${current_pid}" ]]; then
+        kill -TERM -- "-${current_pid}" 2>/dev/null || true
+        wait "${current_pid}" 2>/dev/null || true
+        echo "run-all: interrupted: destroying the ${current_scenario} instances" >&2
+        destroy_instances "${current_scenario}" "${current_ephemeral}"
+    fi
+    exit 130
+}
+set -m  # each Molecule run in its own process group (see on_signal)
+trap on_signal INT TERM
+
+# run_molecule LABEL SCENARIO ARGS...: one `molecule test` under the locks;
+# records "LABEL WAIT SECONDS RESULT" in rows[].
 rows=()
 failed=0
 run_molecule() {
     local label="$1" scenario="$2"
     shift 2
-    local t0 started end rc=0 result ephemeral slug="${label//\//-}"
-    local scenario_lock="/tmp/oomguard-molecule-${scenario}.lock"
+    local t0 started end rc=0 result slug="${label//\//-}"
     t0="$(date +%s)"
-    echo "run-all: ${label}: waiting for ${LOCK} and ${scenario_lock}"
+    echo "run-all: ${label}: waiting for ${LOCK} and /tmp/oomguard-molecule-${scenario}.lock"
     # Molecule keeps a scenario's state (inventory, instance config, the VM's
     # overlay and pidfile) in one directory per checkout and scenario: a run of
     # our own there cannot be disturbed by a concurrent run that took no lock.
-    ephemeral="$(mktemp -d "${CACHE}/runs/${slug}.XXXXXX")"
-    flock "${LOCK}" flock "${scenario_lock}" \
-        bash -c 'date +%s > "$1"; shift; exec "$@"' _ "${CACHE}/timings/.start-${slug}" \
-        env MOLECULE_EPHEMERAL_DIRECTORY="${ephemeral}" \
-        molecule -c "${BASE_CONFIG}" test -s "${scenario}" "$@" "${extra_args[@]}" || rc=$?
+    current_ephemeral="$(mktemp -d "${CACHE}/runs/${slug}.XXXXXX")"
+    current_scenario="${scenario}"
+    locked "${scenario}" \
+        bash -c 'date +%s > "$1"; shift; exec "$@"' _ "${current_ephemeral}.start" \
+        env MOLECULE_EPHEMERAL_DIRECTORY="${current_ephemeral}" \
+        molecule -c "${BASE_CONFIG}" test -s "${scenario}" "$@" "${extra_args[@]}" &
+    current_pid=$!
+    wait "${current_pid}" || rc=$?
+    current_pid=""
     end="$(date +%s)"
-    rm -rf --one-file-system "${ephemeral}"
-    started="$(cat "${CACHE}/timings/.start-${slug}" 2>/dev/null || echo "${t0}")"
-    rm -f "${CACHE}/timings/.start-${slug}"
+    started="$(cat "${current_ephemeral}.start" 2>/dev/null || echo "${t0}")"
+    if [[ ${rc} -ne 0 ]]; then
+        destroy_instances "${scenario}" "${current_ephemeral}"
+    fi
+    rm -rf --one-file-system "${current_ephemeral}" "${current_ephemeral}.start"
     if [[ ${rc} -eq 0 ]]; then result=passed; else result="FAILED (rc ${rc})"; failed=1; fi
     echo "run-all: ${label}: ${result} in $((end - started)) s"
     rows+=("$(printf '%s\t%s\t%s\t%s' "${label}" "$((started - t0))" "$((end - started))" "${result}")")

@@ -67,17 +67,19 @@ def inventory(pytestconfig):
 
 def run_module(host, inventory, args, check=False):
     """Run oomguard_xen_dom0 on the container with `ansible`, as the role would; return its result."""
+    # Molecule exports ANSIBLE_FORCE_COLOR, which beats NOCOLOR: turn it off too.
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-               ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_NOCOLOR="1")
+               ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     argv = ["ansible", host_name(host), "-i", inventory, "-m", "oomguard_xen_dom0", "-a", json.dumps(args)]
     if check:
         argv.append("--check")
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     # "<host> | FAILED! => {...}" / "| CHANGED =>" / "| SUCCESS =>"; the callback drops "diff".
     # Warnings may follow the JSON on the same stream: decode just the object.
-    match = re.search(r"\| (?P<status>[A-Z]+)!? => ", proc.stdout)
-    assert match, "no result in ansible output:\n%s\n%s" % (proc.stdout, proc.stderr)
-    result, _end = json.JSONDecoder().raw_decode(proc.stdout[match.end():])
+    stdout = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout)
+    match = re.search(r"\| (?P<status>[A-Z]+)!? => ", stdout)
+    assert match, "no result in ansible output:\n%s\n%s" % (stdout, proc.stderr)
+    result, _end = json.JSONDecoder().raw_decode(stdout[match.end():])
     result["_status"] = match.group("status")
     return proc.returncode, result
 

@@ -39,15 +39,16 @@ def test_before_converge_findings_fail(host):
     assert findings(host, "before")["cron.oom_score_adj"]["severity"] == "fail"
 
 
-@pytest.mark.parametrize("name", ["sshd", "cron"])
-def test_after_converge_critical_findings_ok(host, name):
+# The oom_protect defaults: the sshd listener at -1000, the cron daemon at -900.
+@pytest.mark.parametrize("name,value", [("sshd", -1000), ("cron", -900)])
+def test_after_converge_critical_findings_ok(host, name, value):
     data = snapshot(host, "after")
     if "oom_protect" not in data["roles"]:
         pytest.skip("oom_protect is not in this scenario's oomguard_molecule_roles")
     item = findings(host, "after")["%s.oom_score_adj" % name]
     assert item["severity"] == "ok", item["message"]
     assert item["evidence"]["enforced"] is True
-    assert item["evidence"]["live"] == -1000
+    assert item["evidence"]["live"] == value
 
 
 def test_after_converge_no_unkillable_sessions(host):

@@ -12,6 +12,11 @@ import json
 import os
 import subprocess
 
+import pytest
+
+# Figures tests measure (recovery times, latencies), printed after the results.
+_MEASUREMENTS = []
+
 
 def _inventory_hosts(inventory):
     """Return {host: hostvars} from ``ansible-inventory --list``."""
@@ -30,7 +35,22 @@ def _inventory_hosts(inventory):
     return {host: hostvars.get(host, {}) for host in sorted(hosts)}
 
 
+@pytest.fixture
+def measurement(request):
+    """Record a line for the "measured" section printed at the end of the run."""
+    where = getattr(getattr(request.node, "callspec", None), "id", "")
+    return lambda line: _MEASUREMENTS.append("[%s] %s" % (where, line) if where else line)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _MEASUREMENTS:
+        terminalreporter.section("measured")
+        for line in _MEASUREMENTS:
+            terminalreporter.write_line(line)
+
+
 def pytest_configure(config):
+    config.addinivalue_line("markers", "reboots: the test reboots the instance (run last)")
     option = config.option
     inventory = getattr(option, "ansible_inventory", None)
     if getattr(option, "connection", None) != "ansible" or not inventory or option.hosts:

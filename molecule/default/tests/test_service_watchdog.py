@@ -140,7 +140,7 @@ def test_no_watchdog_device_no_dropin(host):
 FROZEN_MARKER = "/run/oomguard-test-frozen-cron.json"
 
 
-def freeze_cron_until_restarted(host):
+def freeze_cron_until_restarted(host, measurement=print):
     """Alive but not running jobs: SIGSTOP cron and age its heartbeat; wait for the restart.
 
     Returns (and leaves on the host, for the follow-up test) {since, restarted}.
@@ -160,28 +160,28 @@ def freeze_cron_until_restarted(host):
         now = host.run("systemctl show -p MainPID --value cron.service").stdout.strip()
         return now not in (pid, "0", "") and now
     assert wait_for(new_pid, patience), watchdog_lines(host, since)
-    print("frozen cron restarted %.1fs after its heartbeat went stale" % (time.time() - start))
+    measurement("frozen cron restarted %.1fs after its heartbeat went stale" % (time.time() - start))
     assert "cron: failing (heartbeat" in watchdog_lines(host, since)
     marker = {"since": since, "restarted": host_now(host), "restarts_total": restarts_before}
     assert host.run("printf %s > %s", json.dumps(marker), FROZEN_MARKER).rc == 0
     return marker
 
 
-def test_frozen_cron_with_stale_heartbeat_is_restarted(host):
-    freeze_cron_until_restarted(host)
+def test_frozen_cron_with_stale_heartbeat_is_restarted(host, measurement):
+    freeze_cron_until_restarted(host, measurement)
 
 
-def test_ssh_killed_answers_again_within_two_intervals(host):
+def test_ssh_killed_answers_again_within_two_intervals(host, measurement):
     assert ssh_banner(host).startswith("SSH-2.0-")
     start = time.time()
     assert host.run("systemctl kill -s KILL ssh.service").rc == 0
     banner = wait_for(lambda: ssh_banner(host).startswith("SSH-2.0-") and ssh_banner(host), 2 * INTERVAL + 5)
     assert banner, "no SSH-2.0 banner %ds after the kill\n%s" % (time.time() - start, journal(host))
-    print("ssh answered again %.1fs after SIGKILL: %s" % (time.time() - start, banner))
+    measurement("ssh answered again %.1fs after SIGKILL: %s" % (time.time() - start, banner))
     assert time.time() - start <= 2 * INTERVAL + 5
 
 
-def test_ssh_stopped_is_restarted_by_the_checker(host):
+def test_ssh_stopped_is_restarted_by_the_checker(host, measurement):
     # A clean stop: systemd's Restart= does not apply, only the checker brings it back.
     since = host_now(host)
     assert host.run("systemctl stop ssh.service").rc == 0
@@ -189,7 +189,7 @@ def test_ssh_stopped_is_restarted_by_the_checker(host):
     banner = wait_for(lambda: ssh_banner(host).startswith("SSH-2.0-"), 3 * INTERVAL + 10)
     log = watchdog_lines(host, since)
     assert banner, log + journal(host)
-    print("ssh restarted by the checker %.1fs after the stop" % (time.time() - start))
+    measurement("ssh restarted by the checker %.1fs after the stop" % (time.time() - start))
     assert "restarting ssh.service" in log, log
     assert wait_for(lambda: state(host)["checks"]["ssh"]["status"] == "ok", 2 * INTERVAL)
     assert state(host)["checks"]["ssh"]["restarts_total"] >= 1

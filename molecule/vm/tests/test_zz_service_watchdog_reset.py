@@ -63,7 +63,7 @@ def wait(predicate, timeout, step=1.0):
 
 
 @pytest.mark.reboots
-def test_hung_guest_is_reset_by_the_watchdog_and_ssh_returns(host):
+def test_hung_guest_is_reset_by_the_watchdog_and_ssh_returns(host, measurement):
     target = ssh_target(host)
     assert host.file("/sys/class/watchdog/watchdog0/state").content_string.strip() == "active"
     before = ssh(target, "cat /proc/sys/kernel/random/boot_id")
@@ -94,9 +94,9 @@ def test_hung_guest_is_reset_by_the_watchdog_and_ssh_returns(host):
     assert login is not None and login.returncode == 0, login
     boot_after, uptime, wd_state = login.stdout.split("\n")[:3]
     done = time.time()
-    print("\nwatchdog reset (RuntimeWatchdogSec=%ds): guest down %.0fs after the crash; "
-          "SSH banner back %.0fs after the crash; login works %.0fs after the crash (guest uptime %ss)"
-          % (RUNTIME_WATCHDOG, down - crash, up - crash, done - crash, uptime.split()[0]))
+    measurement("watchdog reset (RuntimeWatchdogSec=%ds): guest down %.0fs after the crash; "
+                "SSH banner back %.0fs after the crash; login works %.0fs after the crash (guest uptime %ss)"
+                % (RUNTIME_WATCHDOG, down - crash, up - crash, done - crash, uptime.split()[0]))
     assert boot_after.strip() != boot_before, "same boot id: the guest was not reset"
     # kernel.panic=0: the kernel never rebooted by itself; the watchdog did
     assert float(uptime.split()[0]) < done - crash + 5

@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
-# Run `molecule test` for each scenario given (default: default vm), one
-# Molecule run at a time on this machine (flock), then print a timing table:
-# image build (from molecule/images/build.sh), VM boot-to-SSH, each scenario.
+# Run `molecule test` for each scenario given (default: default fleet vm), then
+# print a timing table: image build (from molecule/images/build.sh), VM
+# boot-to-SSH, each scenario.
+#
+# Scenarios run in two lanes side by side: the podman scenarios (default, fleet)
+# one after another in one lane, the QEMU scenarios (vm, drill) in the other.
+# A TCG VM keeps about one core busy and the container runs mostly wait on
+# process start-up, so on two cores the lanes overlap well; two VMs at once do
+# not (the guests stall for tens of seconds, soft lockups), hence one VM lane.
+# Each lane holds its machine-wide lock (/tmp/oomguard-molecule-<lane>.lock)
+# and, per run, the scenario's lock (/tmp/oomguard-molecule-<scenario>.lock,
+# the one developers take by hand). Output lines carry the lane's name.
 # Every scenario runs even if an earlier one failed; the exit code is non-zero
 # if any failed. Run from anywhere, as root, after `make setup` and
 # molecule/images/build.sh.
 #
 # Environment:
 #   OOMGUARD_CACHE           test bed cache (default /var/cache/oomguard-testbed)
-#   OOMGUARD_MOLECULE_LOCK   machine-wide lock (default /tmp/oomguard-molecule.lock);
-#                            each run also takes /tmp/oomguard-molecule-<scenario>.lock,
-#                            the per-scenario lock developers take by hand
+#   OOMGUARD_MOLECULE_LOCKS  directory of the lane locks (default /tmp)
+#   OOMGUARD_MOLECULE_LANES  parallel (default) or serial: one scenario at a time
 #   OOMGUARD_MOLECULE_ARGS   extra arguments for `molecule test` (e.g. --destroy=never)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." && pwd)"
 CACHE="${OOMGUARD_CACHE:-/var/cache/oomguard-testbed}"
-LOCK="${OOMGUARD_MOLECULE_LOCK:-/tmp/oomguard-molecule.lock}"
+LOCKS="${OOMGUARD_MOLECULE_LOCKS:-/tmp}"
+LANES="${OOMGUARD_MOLECULE_LANES:-parallel}"
 BASE_CONFIG="molecule/shared/base.yml"
 CONTAINER_RELEASES=(bookworm bullseye trixie)
 
@@ -30,16 +39,24 @@ cd "${REPO}"
 command -v molecule >/dev/null || { echo "run-all: molecule not found (run make setup)" >&2; exit 1; }
 mkdir -p "${CACHE}/logs" "${CACHE}/timings" "${CACHE}/runs"
 
-[[ $# -gt 0 ]] || set -- default vm
+[[ $# -gt 0 ]] || set -- default fleet vm
+[[ "${LANES}" == parallel || "${LANES}" == serial ]] ||
+    { echo "run-all: OOMGUARD_MOLECULE_LANES=${LANES}; allowed: parallel, serial" >&2; exit 2; }
 read -r -a extra_args <<<"${OOMGUARD_MOLECULE_ARGS:-}"
 
-# locked SCENARIO CMD...: run CMD holding the machine-wide lock
+# lane_of SCENARIO: containers (podman driver) or vms (QEMU, delegated driver).
+lane_of() {
+    if grep -q '^  name: podman' "molecule/$1/molecule.yml"; then echo containers; else echo vms; fi
+}
+
+# locked SCENARIO CMD...: run CMD holding the scenario's lane lock
 # (docs/DEVELOPING.md), then the scenario's own lock (the one developers take
 # by hand).
 locked() {
     local scenario="$1"
     shift
-    flock "${LOCK}" flock "/tmp/oomguard-molecule-${scenario}.lock" "$@"
+    flock "${LOCKS}/oomguard-molecule-$(lane_of "${scenario}").lock" \
+        flock "/tmp/oomguard-molecule-${scenario}.lock" "$@"
 }
 
 # destroy_instances SCENARIO EPHEMERAL: make sure nothing of a run is left
@@ -47,8 +64,8 @@ locked() {
 # for a run that got its locks: the instances' names are the same for everyone.
 destroy_instances() {
     [[ -f "$2.start" ]] || { rm -rf --one-file-system "$2"; return 0; }
-    timeout 600 flock "${LOCK}" flock "/tmp/oomguard-molecule-$1.lock" \
-        env MOLECULE_EPHEMERAL_DIRECTORY="$2" \
+    timeout 600 flock "${LOCKS}/oomguard-molecule-$(lane_of "$1").lock" \
+        flock "/tmp/oomguard-molecule-$1.lock" env MOLECULE_EPHEMERAL_DIRECTORY="$2" \
         molecule -c "${BASE_CONFIG}" destroy -s "$1" >/dev/null 2>&1 || true
     rm -rf --one-file-system "$2" "$2.start"
 }
@@ -67,7 +84,6 @@ on_signal() {
     exit 130
 }
 set -m  # each Molecule run in its own process group (see on_signal)
-trap on_signal INT TERM
 
 # run_molecule LABEL SCENARIO ARGS...: one `molecule test` under the locks;
 # records "LABEL WAIT SECONDS RESULT" in rows[].
@@ -78,7 +94,7 @@ run_molecule() {
     shift 2
     local t0 started end rc=0 result slug="${label//\//-}"
     t0="$(date +%s)"
-    echo "run-all: ${label}: waiting for ${LOCK} and /tmp/oomguard-molecule-${scenario}.lock"
+    echo "run-all: ${label}: waiting for the $(lane_of "${scenario}") lane and /tmp/oomguard-molecule-${scenario}.lock"
     # Molecule keeps a scenario's state (inventory, instance config, the VM's
     # overlay and pidfile) in one directory per checkout and scenario: a run of
     # our own there cannot be disturbed by a concurrent run that took no lock.
@@ -134,21 +150,64 @@ run_default() {
     done
 }
 
-total_start="$(date +%s)"
+# run_lane SCENARIO...: the scenarios one after another; rows and result to
+# ${rows_dir}/<first scenario> for the table.
+run_lane() {
+    trap on_signal INT TERM
+    rows=() failed=0
+    local scenario
+    # Boot times in the table are this run's (create.yml writes one per VM).
+    [[ " ${vm_scenarios[*]} " != *" ${!#} "* ]] || rm -f "${CACHE}"/timings/vm-boot-*.tsv
+    for scenario in "$@"; do
+        if [[ "${scenario}" == default ]]; then
+            run_default
+        else
+            run_molecule "${scenario}" "${scenario}"
+        fi
+    done
+    printf '%s\n' "${rows[@]}" >"${rows_dir}/$1"
+    return "${failed}"
+}
+
+rows_dir="$(mktemp -d)"
+container_scenarios=() vm_scenarios=() lanes=()
 for scenario in "$@"; do
     if [[ ! -f "molecule/${scenario}/molecule.yml" ]]; then
         echo "run-all: no scenario molecule/${scenario}" >&2
         rows+=("$(printf '%s\t-\t-\tFAILED (no such scenario)' "${scenario}")")
         failed=1
-        continue
-    fi
-    if [[ "${scenario}" == default ]]; then
-        run_default
+    elif [[ "$(lane_of "${scenario}")" == containers ]]; then
+        container_scenarios+=("${scenario}")
     else
-        rm -f "${CACHE}"/timings/vm-boot-*.tsv
-        run_molecule "${scenario}" "${scenario}"
+        vm_scenarios+=("${scenario}")
     fi
 done
+[[ ${#container_scenarios[@]} -eq 0 ]] || lanes+=("containers")
+[[ ${#vm_scenarios[@]} -eq 0 ]] || lanes+=("vms")
+
+total_start="$(date +%s)"
+if [[ ${#lanes[@]} -eq 0 ]]; then
+    :
+elif [[ "${LANES}" == serial || ${#lanes[@]} -lt 2 ]]; then
+    ( run_lane "${container_scenarios[@]}" "${vm_scenarios[@]}" ) || failed=1
+else
+    # Each lane in the background, its lines prefixed with its name; an interrupt
+    # reaches each lane, which stops and destroys its own run (on_signal).
+    lane_pids=()
+    ( run_lane "${container_scenarios[@]}" ) > >(sed -u 's/^/[containers] /') 2>&1 &
+    lane_pids+=($!)
+    ( run_lane "${vm_scenarios[@]}" ) > >(sed -u 's/^/[vms] /') 2>&1 &
+    lane_pids+=($!)
+    trap 'kill -TERM "${lane_pids[@]}" 2>/dev/null || true; wait; exit 130' INT TERM
+    for pid in "${lane_pids[@]}"; do
+        wait "${pid}" || failed=1
+    done
+    trap - INT TERM
+fi
+for f in "${rows_dir}"/*; do
+    [[ -f "${f}" ]] && mapfile -t -O "${#rows[@]}" rows <"${f}"
+done
+rm -rf "${rows_dir}"
 total=$(($(date +%s) - total_start))
 
 echo

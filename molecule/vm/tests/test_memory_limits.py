@@ -35,10 +35,18 @@ HOG_SCRIPT = "/usr/local/lib/oomguard-test-hog.py"
 HOG_PY = '''import os, sys, time
 # TEST ONLY (molecule vm): the parent stays small; each child allocates 4 MiB every
 # 0.2 s (every page touched) up to 160 MiB and holds it. Two children in all, so a
-# 64 MiB limit causes exactly two OOM kills; then the parent idles.
+# 64 MiB limit causes exactly two OOM kills; then the parent idles. The parent is
+# exempt from the OOM killer (-1000), the children are not (0): under TCG the killed
+# child's memory can still be charged when the cgroup's OOM killer runs again, and it
+# then took the parent as well, ending the unit and its cgroup.
+def set_adj(value):
+    with open("/proc/self/oom_score_adj", "w") as adj:
+        adj.write(str(value))
+set_adj(-1000)
 for attempt in range(2):
     pid = os.fork()
     if pid == 0:
+        set_adj(0)
         chunks = []
         while len(chunks) < 40:
             chunks.append(b"\\x01" * (4 << 20))

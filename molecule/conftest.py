@@ -11,11 +11,13 @@ Molecule's inventory (so ``--platform-name`` and skipped platforms still work).
 import json
 import os
 import subprocess
+import tempfile
 
 import pytest
 
 # Figures tests measure (recovery times, latencies), printed after the results.
 _MEASUREMENTS = []
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 
 def _inventory_hosts(inventory):
@@ -40,6 +42,37 @@ def measurement(request):
     """Record a line for the "measured" section printed at the end of the run."""
     where = getattr(getattr(request.node, "callspec", None), "id", "")
     return lambda line: _MEASUREMENTS.append("[%s] %s" % (where, line) if where else line)
+
+
+@pytest.fixture(scope="session")
+def ansible_playbook(request):
+    """Run ansible-playbook against the scenario's inventory, as Molecule runs its playbooks.
+
+    Returns a function(playbook, extra_vars=None, timeout=900) -> subprocess.CompletedProcess;
+    ``playbook`` is a path relative to the repository or the text of a playbook.
+    """
+    inventory = request.config.option.ansible_inventory
+    assert inventory, "needs the scenario's inventory (--ansible-inventory)"
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+               ANSIBLE_ROLES_PATH=os.path.join(REPO, "roles"), ANSIBLE_FORCE_COLOR="0",
+               ANSIBLE_NOCOLOR="1")
+
+    def run(playbook, extra_vars=None, timeout=900):
+        path, temp = os.path.join(REPO, playbook), None
+        if not os.path.isfile(path):
+            temp = tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False)
+            with temp:
+                temp.write(playbook)
+            path = temp.name
+        cmd = ["ansible-playbook", "-i", inventory, path]
+        if extra_vars:
+            cmd += ["-e", json.dumps(extra_vars)]
+        try:
+            return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        finally:
+            if temp is not None:
+                os.unlink(temp.name)
+    return run
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -15,9 +15,7 @@ The hog, its unit and its drop-in are removed at the end, so later tests see a q
 import base64
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -27,7 +25,6 @@ from oomguard_cgroup import parse_memory_events  # noqa: E402
 from oomguard_memstat import parse_vmstat  # noqa: E402
 from oomguard_systemd import parse_show  # noqa: E402
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 STATUS = "/var/lib/oomguard/memory_limits.json"
 HOG_UNIT = "oomguard-test-hog.service"
 HOG_CGROUP = "/sys/fs/cgroup/system.slice/%s" % HOG_UNIT
@@ -109,25 +106,12 @@ def ssh_unit(host):
     return "ssh.service" if show(host, "ssh.service", "LoadState")["LoadState"] == "loaded" else "sshd.service"
 
 
-def apply_role(request, units):
-    """The memory_limits role against the scenario's inventory, as the converge runs it."""
-    inventory = request.config.option.ansible_inventory
-    playbook = tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False)
-    with playbook:
-        playbook.write("---\n- name: memory_limits with the test hog\n  hosts: all\n  gather_facts: false\n"
-                       "  roles:\n    - role: memory_limits\n")
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
-               ANSIBLE_ROLES_PATH=os.path.join(REPO, "roles"))
-    cmd = ["ansible-playbook", "-i", inventory, playbook.name,
-           "-e", json.dumps({"memory_limits_units": units})]
-    try:
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    finally:
-        os.unlink(playbook.name)
+APPLY_ROLE = ("---\n- name: memory_limits with the test hog\n  hosts: all\n  gather_facts: false\n"
+              "  roles:\n    - role: memory_limits\n")
 
 
 @pytest.fixture(scope="module")
-def hog(host, request):
+def hog(host, request, ansible_playbook):
     """Start the hog, let it grow past 64 MiB, then apply max: 64M live through the role."""
     # Never start a memory hog on the machine running the tests.
     assert host.backend.NAME != "local", "this test needs the vm scenario's host, not the local machine"

@@ -1,0 +1,57 @@
+"""playbooks/drill.yml, the opt-in staging drill, on the VM (real kernel, 1 GiB, no swap).
+
+Runs late (file name: after the other tests, before the watchdog reset): without
+oomguard_drill_confirm=yes it must refuse and touch nothing; with it, its bounded hog
+(110 % of RAM by default) must end by the OOM killer, every watched service must keep its
+PID and a new login must work, which the playbook itself asserts and reports.
+"""
+
+import re
+
+import pytest
+
+DRILL = "playbooks/drill.yml"
+HOG_UNIT = "oomguard-drill-hog.service"
+
+
+def oom_kills(host):
+    return int(host.check_output("awk '/^oom_kill /{print $2}' /proc/vmstat"))
+
+
+def hog_ever_ran(host):
+    return "oomguard-drill-hog" in host.run("journalctl --no-pager -q -u %s", HOG_UNIT).stdout
+
+
+def test_refuses_without_confirmation_and_touches_nothing(host, ansible_playbook):
+    kills = oom_kills(host)
+    run = ansible_playbook(DRILL, {"oomguard_drill_hosts": "all"})
+    assert run.returncode != 0, run.stdout
+    assert "oomguard_drill_confirm=yes" in run.stdout and "exhausts the memory" in run.stdout, run.stdout
+    assert not hog_ever_ran(host)
+    assert oom_kills(host) == kills
+
+
+@pytest.fixture(scope="module")
+def drill(host, ansible_playbook):
+    kills = oom_kills(host)
+    run = ansible_playbook(DRILL, {"oomguard_drill_hosts": "all", "oomguard_drill_confirm": "yes"})
+    return {"run": run, "kills": oom_kills(host) - kills}
+
+
+def test_drill_passes_its_own_assertions(drill):
+    run = drill["run"]
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert "drill: every watched service kept its PID; a new login worked" in run.stdout
+
+
+def test_the_hog_was_the_oom_killers_victim(host, drill):
+    assert drill["kills"] >= 1, "the hog ended without an OOM kill"
+    assert hog_ever_ran(host)
+    # The playbook's report names the victim it read with oomguard_check: the hog, in its unit.
+    assert re.search(r"memcg: \S*oomguard-drill-hog", drill["run"].stdout), drill["run"].stdout[-4000:]
+
+
+@pytest.mark.parametrize("unit", ["ssh", "cron", "systemd-journald", "oomguard-alertd"])
+def test_watched_services_kept_their_pid(drill, unit):
+    match = re.search(r"%s\.service:\s*\n(?:\s+\S.*\n)*?\s+kept: (\w+)" % re.escape(unit), drill["run"].stdout)
+    assert match and match.group(1) == "true", drill["run"].stdout[-4000:]

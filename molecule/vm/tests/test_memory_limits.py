@@ -133,7 +133,7 @@ def hog(host, request, ansible_playbook):
             "ssh_pid": int(show(host, ssh, "MainPID")["MainPID"]),
             "ssh_oom_kill": oom_kills(host, ssh_cgroup),
         }
-        run = apply_role(request, [{"name": HOG_UNIT, "max": "64M"}])
+        run = ansible_playbook(APPLY_ROLE, {"memory_limits_units": [{"name": HOG_UNIT, "max": "64M"}]})
         # The first child is killed when the limit lands, the second when it reaches 64 MiB.
         wait_for(lambda: "hog parent idle" in host.run("journalctl -u %s --no-pager", HOG_UNIT).stdout,
                  timeout=180)

@@ -85,7 +85,9 @@ def test_real_hog_alert_snapshot_and_one_recovery(host):
     top = snapshot["top_rss"][0]
     assert top["pid"] == hog_pid, snapshot["top_rss"][:3]
     assert "oomguard_hog.py" in top["cmdline"] and top["unit"] == "oomguard-test-hog.service"
-    assert top["rss_bytes"] > 600 * 1024 * 1024
+    # The snapshot is taken when the alert fires, while the hog (700 MiB) is still growing:
+    # in this 1 GiB VM the warning (40 % available) comes at roughly 450-600 MiB.
+    assert top["rss_bytes"] > 400 * 1024 * 1024
 
     host.run("systemctl stop oomguard-test-hog")
     fired = {(e["kind"], e["details"]["level"]) for e in events(host)[before:] if e["severity"] in ("warning", "critical")

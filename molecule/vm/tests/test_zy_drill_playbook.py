@@ -2,7 +2,7 @@
 
 Runs late (file name: after the other tests, before the watchdog reset): without
 oomguard_drill_confirm=yes it must refuse and touch nothing; with it, its bounded hog
-(110 % of RAM by default) must end by the OOM killer, every watched service must keep its
+(100 % of RAM + swap by default) must end by the OOM killer, every watched service must keep its
 PID and a new login must work, which the playbook itself asserts and reports.
 """
 

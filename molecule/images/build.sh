@@ -3,7 +3,9 @@
 #   - podman images localhost/oomguard-test:{bookworm,bullseye,trixie}
 #     (systemd as PID 1, sshd, cron, python3) for the `default` scenario;
 #   - a bootable bookworm disk image + kernel + initrd for the QEMU `vm`
-#     scenario, with an SSH key generated here (kept in the cache dir).
+#     scenario;
+#   root in all of them logs in over SSH with a key generated here (kept in the
+#   cache dir).
 #
 # Usage (as root):  molecule/images/build.sh [all|containers|vm|bookworm|bullseye|trixie]...
 #
@@ -77,8 +79,7 @@ in_use() {
     find /proc/[0-9]*/fd -maxdepth 1 -lname "$1/*" -print -quit 2>/dev/null | grep -q .
 }
 
-# Cache key: this script, the release and the package list (and, for the VM,
-# the public key baked into it).
+# Cache key: this script, the release, the package list and the public key baked in.
 cache_key() {
     { cat "${SCRIPT}"; printf '%s\n' "$@"; } | sha256sum | cut -c1-12
 }
@@ -116,13 +117,18 @@ common_rootfs_setup() {
     # sshd: no reverse DNS (slow login without a resolver).
     mkdir -p "${root}/etc/ssh/sshd_config.d"
     printf 'UseDNS no\n' > "${root}/etc/ssh/sshd_config.d/10-oomguard-testbed.conf"
+    # Root logs in by the test bed key only (no password): Ansible reaches VMs and
+    # containers alike over SSH with pipelining (the podman connection cannot pipeline).
+    install -d -m 700 "${root}/root/.ssh"
+    install -m 600 "${CACHE}/ssh/id_ed25519.pub" "${root}/root/.ssh/authorized_keys"
     chroot "${root}" apt-get clean
 }
 
 build_container() {
     local release="$1"
     local key tag_hash work
-    key="$(cache_key container "${release}" "${CONTAINER_PACKAGES}")"
+    key="$(cache_key container "${release}" "${CONTAINER_PACKAGES}" \
+        "$(cat "${CACHE}/ssh/id_ed25519.pub")")"
     tag_hash="${IMAGE_REPO}:${release}-${key}"
     if [[ "${OOMGUARD_FORCE_REBUILD:-0}" != 1 ]] && podman image exists "${tag_hash}"; then
         podman tag "${tag_hash}" "${IMAGE_REPO}:${release}"
@@ -210,9 +216,6 @@ build_vm() {
     printf 'nameserver 10.0.2.3\n' > "${root}/etc/resolv.conf"
     chroot "${root}" systemctl enable systemd-networkd.service >&2
     ln -sf /dev/null "${root}/etc/systemd/system/systemd-networkd-wait-online.service"
-    # Root logs in by the test bed key only (no password).
-    install -d -m 700 "${root}/root/.ssh"
-    install -m 600 "${CACHE}/ssh/id_ed25519.pub" "${root}/root/.ssh/authorized_keys"
     kver="$(basename "$(ls -d "${root}"/lib/modules/*)")"
     mkdir -p "${work}/out"
     cp "${root}/boot/vmlinuz-${kver}" "${work}/out/vmlinuz"

@@ -34,7 +34,11 @@ def test_refuses_without_confirmation_and_touches_nothing(host, ansible_playbook
 @pytest.fixture(scope="module")
 def drill(host, ansible_playbook):
     kills = oom_kills(host)
-    run = ansible_playbook(DRILL, {"oomguard_drill_hosts": "all", "oomguard_drill_confirm": "yes"})
+    # The login check is a whole Ansible task (module upload, Python start) in a TCG
+    # guest whose page cache the OOM just emptied, on a 2-core host busy with the other
+    # lane: 10 s timed out here. The drill scenario times a bare SSH login against 10 s.
+    run = ansible_playbook(DRILL, {"oomguard_drill_hosts": "all", "oomguard_drill_confirm": "yes",
+                                   "oomguard_drill_login_timeout": 60})
     return {"run": run, "kills": oom_kills(host) - kills}
 
 

@@ -148,6 +148,9 @@ def hog(host, request, ansible_playbook):
             "ssh_oom_kill": oom_kills(host, ssh_cgroup),
             "status": json.loads(host.file(STATUS).content_string),
             "journal": host.run("journalctl -u %s -n 20 --no-pager", HOG_UNIT).stdout,
+            # Who restarted sshd, should its PID have changed (evidence for the assertion).
+            "ssh_journal": host.run("journalctl -u %s -u oomguard-watchdog.service -n 40 --no-pager",
+                                    ssh).stdout,
         }
         yield before, after
     finally:
@@ -203,6 +206,6 @@ def test_rest_of_host_untouched(hog):
     before, after = hog
     # Every OOM kill on the host during the test happened in the hog's cgroup.
     assert after["host_oom_kill"] - before["host_oom_kill"] == after["oom_kill"] - before["oom_kill"]
-    assert int(after["ssh"]["MainPID"]) == before["ssh_pid"]
+    assert int(after["ssh"]["MainPID"]) == before["ssh_pid"], after["ssh_journal"]
     assert after["ssh"]["ActiveState"] == "active"
     assert after["ssh_oom_kill"] == before["ssh_oom_kill"]

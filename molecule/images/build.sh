@@ -32,10 +32,26 @@ readonly VM_DISK_SIZE="2G"
 # Package lists (part of the cache key). iproute2 and python3-apt serve
 # Testinfra and Ansible's apt/package_facts modules without network access.
 readonly BASE_PACKAGES="systemd,systemd-sysv,openssh-server,cron,python3,procps,dbus,iproute2,python3-apt"
-readonly CONTAINER_PACKAGES="${BASE_PACKAGES}"
+# What a Debian server installed the usual way (every package of priority
+# standard) has beyond that and what bears on memory, sessions and logging
+# (molecule/README.md says why each):
+#   libpam-systemd  logins become session scopes in user.slice/user-UID.slice, with a
+#                   per-user manager (user@UID.service); without it they stay in ssh.service
+#   libnss-systemd  name service for systemd's dynamic users
+#   logrotate       rotates and compresses logs daily (priority important)
+readonly STANDARD_PACKAGES="libpam-systemd,libnss-systemd,logrotate"
+# Debian 12 (container and VM) is the standard server; Debian 11 and 13 stay
+# minimal like cloud and container images, where sessions stay in ssh.service.
+readonly STANDARD_RELEASES=(bookworm)
 # linux-image-amd64 (not -cloud-amd64: the cloud kernel has no i6300esb driver);
 # udev for predictable en* names and module autoloading.
-readonly VM_PACKAGES="${BASE_PACKAGES},linux-image-amd64,udev,kmod,e2fsprogs"
+readonly VM_PACKAGES="${BASE_PACKAGES},${STANDARD_PACKAGES},linux-image-amd64,udev,kmod,e2fsprogs"
+# Packages oomguard's roles install on a target (the early killers), served to the
+# targets by a local file repository in every image, since the targets reach no
+# mirror: the roles install them as they would on a real host. A package a release
+# does not have (systemd-oomd before Debian 12) is left out of that release's repo.
+readonly LOCAL_REPO_PACKAGES=(earlyoom systemd-oomd)
+readonly LOCAL_REPO_DIR="/var/local/oomguard-testbed-debs"
 
 log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { log "ERROR: $*" >&2; exit 1; }
@@ -59,7 +75,8 @@ debian_mirror() {
         uri="$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^(https?|ftp):/) {print $i; exit}}' \
             /etc/apt/sources.list || true)"
     fi
-    echo "${uri:-http://deb.debian.org/debian}"
+    [[ -n "${uri}" ]] || die "no Debian mirror in this machine's apt sources: set OOMGUARD_DEBIAN_MIRROR to one"
+    echo "${uri}"
 }
 
 # safe_rm DIR: remove a work dir, first unmounting whatever a failed
@@ -102,6 +119,42 @@ run_debootstrap() {
     chroot "${dir}" /debootstrap/debootstrap --second-stage
 }
 
+# local_repo_setup ROOT: download LOCAL_REPO_PACKAGES (and what they need that is
+# not installed) with the rootfs's own apt from the build mirror, serve them from a
+# file repository inside the rootfs, and make that the rootfs's only apt source:
+# on the target, `apt-get install earlyoom` works without network, and nothing else
+# can be installed by accident.
+local_repo_setup() {
+    local root="$1" pkg available=()
+    # The build machine's resolver and snapshot leniency (a mirror serving an
+    # archive snapshot has an expired Release date) for the rootfs's own apt.
+    local -a apt_opts=(-o Acquire::Check-Valid-Until=false -o Acquire::Check-Date=false)
+    cp --remove-destination /etc/resolv.conf "${root}/etc/resolv.conf"
+    chroot "${root}" apt-get "${apt_opts[@]}" update -qq
+    for pkg in "${LOCAL_REPO_PACKAGES[@]}"; do
+        if chroot "${root}" apt-cache show "${pkg}" >/dev/null 2>&1; then
+            available+=("${pkg}")
+        fi
+    done
+    rm -f "${root}"/var/cache/apt/archives/*.deb
+    if [[ ${#available[@]} -gt 0 ]]; then
+        chroot "${root}" apt-get install -qq -y --download-only --no-install-recommends "${available[@]}"
+    fi
+    mkdir -p "${root}${LOCAL_REPO_DIR}"
+    find "${root}/var/cache/apt/archives" -maxdepth 1 -name '*.deb' \
+        -exec mv -t "${root}${LOCAL_REPO_DIR}" {} +
+    (cd "${root}${LOCAL_REPO_DIR}" && apt-ftparchive packages . > Packages)
+    printf '# oomguard test bed: no mirror is reachable from the targets.\n' \
+        > "${root}/etc/apt/sources.list"
+    rm -f "${root}"/etc/apt/sources.list.d/*
+    printf 'deb [trusted=yes] file:%s ./\n' "${LOCAL_REPO_DIR}" \
+        > "${root}/etc/apt/sources.list.d/oomguard-testbed.list"
+    rm -rf "${root}"/var/lib/apt/lists/*
+    chroot "${root}" apt-get "${apt_opts[@]}" update -qq
+    rm -f "${root}/etc/resolv.conf"
+    echo "local repo: ${available[*]:-none}"
+}
+
 # Settings common to container and VM rootfs.
 common_rootfs_setup() {
     local root="$1"
@@ -124,10 +177,20 @@ common_rootfs_setup() {
     chroot "${root}" apt-get clean
 }
 
+# container_packages RELEASE: the package list of that release's container image.
+container_packages() {
+    if printf '%s\n' "${STANDARD_RELEASES[@]}" | grep -qx "$1"; then
+        echo "${BASE_PACKAGES},${STANDARD_PACKAGES}"
+    else
+        echo "${BASE_PACKAGES}"
+    fi
+}
+
 build_container() {
     local release="$1"
-    local key tag_hash work
-    key="$(cache_key container "${release}" "${CONTAINER_PACKAGES}" \
+    local key tag_hash work packages
+    packages="$(container_packages "${release}")"
+    key="$(cache_key container "${release}" "${packages}" "${LOCAL_REPO_PACKAGES[*]}" \
         "$(cat "${CACHE}/ssh/id_ed25519.pub")")"
     tag_hash="${IMAGE_REPO}:${release}-${key}"
     if [[ "${OOMGUARD_FORCE_REBUILD:-0}" != 1 ]] && podman image exists "${tag_hash}"; then
@@ -138,8 +201,9 @@ build_container() {
     work="${CACHE}/work/container-${release}"
     safe_rm "${work}"
     mkdir -p "${work}"
-    run_debootstrap "${release}" "${work}/root" "${CONTAINER_PACKAGES}" \
+    run_debootstrap "${release}" "${work}/root" "${packages}" \
         "${CACHE}/debs/container-${release}" >&2
+    local_repo_setup "${work}/root" >&2
     common_rootfs_setup "${work}/root"
     # Only systemd's own getty would try a console that does not exist.
     ln -sf /dev/null "${work}/root/etc/systemd/system/getty@tty1.service"
@@ -189,7 +253,8 @@ HOOK
 build_vm() {
     local pubkey key out work root kver
     pubkey="$(cat "${CACHE}/ssh/id_ed25519.pub")"
-    key="$(cache_key vm "${VM_RELEASE}" "${VM_PACKAGES}" "${VM_DISK_SIZE}" "${pubkey}")"
+    key="$(cache_key vm "${VM_RELEASE}" "${VM_PACKAGES}" "${LOCAL_REPO_PACKAGES[*]}" \
+        "${VM_DISK_SIZE}" "${pubkey}")"
     out="${CACHE}/vm/${key}"
     if [[ "${OOMGUARD_FORCE_REBUILD:-0}" != 1 && -f "${out}/disk.img" ]]; then
         ln -sfn "${key}" "${CACHE}/vm/current"
@@ -202,6 +267,7 @@ build_vm() {
     mkdir -p "${work}"
     run_debootstrap "${VM_RELEASE}" "${root}" "${VM_PACKAGES}" "${CACHE}/debs/vm-${VM_RELEASE}" \
         vm_small_initrd >&2
+    local_repo_setup "${root}" >&2
     common_rootfs_setup "${root}"
     # A machine-id in the image: the VM's first boot must not differ from the
     # others (systemd applies presets on a first boot). Each run uses an overlay.
@@ -298,7 +364,7 @@ main() {
     mapfile -t targets < <(printf '%s\n' "${targets[@]}" | awk '!seen[$0]++')
 
     local tool
-    for tool in debootstrap podman mkfs.ext4 ssh-keygen flock sha256sum; do
+    for tool in debootstrap podman mkfs.ext4 ssh-keygen flock sha256sum apt-ftparchive; do
         command -v "${tool}" >/dev/null || die "${tool} not found (run make setup)"
     done
 

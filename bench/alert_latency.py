@@ -141,6 +141,8 @@ def main():
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle measurement")
     parser.add_argument("--service-pid", type=int, default=None)
+    parser.add_argument("--early-kills-journal", choices=("off", "on"), default="off",
+                        help="on: the agent follows systemd-oomd's kills with a journalctl child (measured too)")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="oomguard-bench-")
@@ -158,6 +160,8 @@ def main():
         "sinks_path": os.path.join(workdir, "sinks.json"),
         "journal_socket": "",
         "mlock": True,
+        "early_kills": {"journal": args.early_kills_journal, "hook_path": os.path.join(workdir, "early-kills.jsonl"),
+                        "hook_owner_uid": os.getuid()},
     }
     config_path = os.path.join(workdir, "alertd.json")
     with open(config_path, "w") as handle:
@@ -178,6 +182,11 @@ def main():
         for line in mode:
             print("agent said: %s" % line)
         print("idle over %.0fs: RSS %.1f MiB, CPU %.3f%%" % (args.idle, rss / 2 ** 20, cpu))
+        with open("/proc/%d/task/%d/children" % (agent.pid, agent.pid)) as handle:
+            for child in [int(c) for c in handle.read().split()]:
+                child_rss, child_cpu = proc_usage(child)
+                print("agent's child pid %d (journalctl): RSS %.1f MiB, CPU %.2f s since start" % (
+                    child, child_rss / 2 ** 20, child_cpu))
         latencies = []
         count = 0
         for index in range(args.runs):

@@ -280,7 +280,8 @@ def render_metrics(readings, states, counters, now):
     """The textfile for node_exporter: HELP/TYPE lines, base units, oomguard_ prefix.
 
     counters: {'alerts_total': {(check, level): n}, 'last_snapshot_time': epoch or None,
-    'psi_trigger': bool, 'agent_rss_bytes': int or None, 'oom_kills_seen': int}.
+    'psi_trigger': bool, 'agent_rss_bytes': int or None, 'oom_kills_seen': int,
+    'early_kills_total': {engine: n}}.
     Metrics whose value is unknown (None) are left out, so no NaN reaches Prometheus.
     """
     families = [
@@ -325,6 +326,10 @@ def render_metrics(readings, states, counters, now):
         totals.append((labels, int(alerts_total.get(key, 0))))
     families.append(("oomguard_alert_active", "gauge", "1 while the agent's alert for check and level is firing.", active))
     families.append(("oomguard_alerts_total", "counter", "Alerts raised by the agent since it started.", totals))
+    early = counters.get("early_kills_total") or {}
+    families.append(("oomguard_early_kills_total", "counter",
+                     "Kills by the early killer (earlyoom, systemd-oomd) the agent saw since it started.",
+                     [({"engine": engine}, int(early[engine])) for engine in sorted(early)]))
     families.append(("oomguard_last_snapshot_timestamp_seconds", "gauge", "When the last process snapshot was written.",
                      [({}, counters.get("last_snapshot_time"))]))
     families.append(("oomguard_agent_resident_memory_bytes", "gauge", "The agent's own resident memory.",

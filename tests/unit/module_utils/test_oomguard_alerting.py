@@ -186,6 +186,16 @@ def test_render_metrics_leaves_out_unknown_values():
     assert "NaN" not in render_metrics(readings, {}, {}, 5.0)
 
 
+def test_render_metrics_early_kills_counter_per_engine():
+    readings = build_readings(memory_summary(parse_meminfo(MEMINFO)), {}, None)
+    text = render_metrics(readings, {}, {"early_kills_total": {"systemd-oomd": 2, "earlyoom": 0}}, 5.0)
+    fams = parse_textfile(text)
+    assert fams["oomguard_early_kills_total"]["type"] == "counter"
+    assert fams["oomguard_early_kills_total"]["samples"] == {
+        'oomguard_early_kills_total{engine="earlyoom"}': 0, 'oomguard_early_kills_total{engine="systemd-oomd"}': 2}
+    assert "oomguard_early_kills_total" not in parse_textfile(render_metrics(readings, {}, {}, 5.0))
+
+
 @pytest.mark.parametrize("kind,level,value,severity,fragment", [
     ("alert", "critical", 3.2, "critical", "CRITICAL memory_available: memory available is 3.2% (below raise threshold 5%)"),
     ("recovery", "warning", 20.0, "recovery", "RECOVERED warning memory_available"),

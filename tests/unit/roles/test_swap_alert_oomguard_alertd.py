@@ -84,6 +84,8 @@ def env(tmp_path):
         "kmsg_path": str(tmp_path / "kmsg"),
         "journal_socket": "",
         "test_input_path": str(tmp_path / "test-input.json"),
+        "early_kills": {"hook_path": str(tmp_path / "early-kills.jsonl"), "hook_owner_uid": os.getuid(),
+                        "journal": "off", "invocation_dir": str(tmp_path / "units")},
     }
     (tmp_path / "alertd.json").write_text(json.dumps(raw))
     return tmp_path
@@ -261,3 +263,151 @@ def test_defaults_validate():
     config = alertd.validate_config({})
     assert config["test_input_path"] is None  # the test hook is off unless configured
     assert config["metrics"]["path"] == "/var/lib/prometheus/node-exporter/oomguard.prom"
+
+
+# --- early kills -------------------------------------------------------------------
+
+HOOK_OLD = '{"time": 1733130001.25, "engine": "earlyoom", "pid": 700, "name": "old", "uid": 0}\n'
+HOOK_NEW = '{"time": 1733130009.5, "engine": "earlyoom", "pid": 812, "name": "hog", "uid": 1000}\n'
+# systemd 252's lines as `journalctl -o json --output-fields=...` prints them.
+JOURNAL_KILL = (
+    '{"__CURSOR":"s=5b1e;i=2a2;b=0c4f;m=1e8480;t=60f1;x=9f8e","__REALTIME_TIMESTAMP":"1733130160123456",'
+    '"SYSLOG_IDENTIFIER":"systemd-oomd","_PID":"412","MESSAGE":"Killed /system.slice/app-worker.service due to '
+    'memory pressure for /system.slice being 52.13% > 40.00% for > 20s with reclaim activity"}\n'
+    '{"__CURSOR":"s=5b1e;i=2a3;b=0c4f;m=1e8490;t=60f2;x=9f8f","__REALTIME_TIMESTAMP":"1733130160130000",'
+    '"SYSLOG_IDENTIFIER":"systemd","_PID":"1","UNIT":"app-worker.service",'
+    '"MESSAGE":"app-worker.service: systemd-oomd killed 3 process(es) in this unit."}\n')
+
+
+def write_hook(env, text, mode=0o644):
+    with open(str(env / "early-kills.jsonl"), "a") as handle:
+        handle.write(text)
+    os.chmod(str(env / "early-kills.jsonl"), mode)
+
+
+def test_earlyoom_kill_from_the_hook_file_is_an_event_with_a_snapshot(env):
+    write_hook(env, HOOK_OLD)
+    agent = make_agent(env)
+    assert agent.tick(now=1.0) == []  # a kill from before the agent started is not new
+    write_hook(env, HOOK_NEW)
+    events = agent.tick(now=2.0)
+    assert [(e["severity"], e["kind"]) for e in events] == [("critical", "early_kill")]
+    assert events[0]["message"] == "early kill: earlyoom killed pid 812 (hog, uid 1000)"
+    assert events[0]["details"]["victims"][0]["pid"] == 812 and events[0]["details"]["engines"] == ["earlyoom"]
+    assert events[0]["details"]["snapshot"]["top_rss"][0]["pid"] == 812
+    snapshot = json.loads((env / "snapshots.jsonl").read_text().splitlines()[-1])
+    assert snapshot["reason"] == "early_kill" and snapshot["early_kills"][0]["name"] == "hog"
+    assert events_logged(env)[-1]["kind"] == "early_kill"
+    assert 'oomguard_early_kills_total{engine="earlyoom"} 1' in (env / "oomguard.prom").read_text()
+    assert 'oomguard_early_kills_total{engine="systemd-oomd"} 0' in (env / "oomguard.prom").read_text()
+    assert agent.tick(now=3.0) == []
+
+
+def test_hook_file_appearing_after_start_is_read_from_its_start(env):
+    agent = make_agent(env)
+    agent.tick(now=1.0)
+    write_hook(env, HOOK_NEW)
+    assert [e["kind"] for e in agent.tick(now=2.0)] == ["early_kill"]
+
+
+def test_hook_file_that_is_a_symlink_is_refused_with_one_journal_line(env, capsys):
+    (env / "elsewhere.jsonl").write_text(HOOK_NEW)
+    os.symlink(str(env / "elsewhere.jsonl"), str(env / "early-kills.jsonl"))
+    agent = make_agent(env)
+    for now in (1.0, 2.0, 3.0):
+        assert agent.tick(now=now) == []
+    assert capsys.readouterr().err.count("is a symlink: refused") == 1
+
+
+FAKE_JOURNALCTL = """#!/bin/sh
+echo "$@" > "%(args)s"
+cat "%(lines)s"
+exec sleep 30
+"""
+
+
+@pytest.fixture
+def fake_journalctl(env):
+    (env / "journal.json").write_text(JOURNAL_KILL)
+    script = env / "journalctl"
+    script.write_text(FAKE_JOURNALCTL % {"args": env / "journalctl.args", "lines": env / "journal.json"})
+    script.chmod(0o755)
+    config = json.loads((env / "alertd.json").read_text())
+    config["early_kills"].update(journal="auto", journalctl=str(script), check_interval=5)
+    (env / "alertd.json").write_text(json.dumps(config))
+    return script
+
+
+def test_systemd_oomd_kill_from_the_journal_is_an_event_with_a_snapshot(env, fake_journalctl):
+    agent = make_agent(env)
+    try:
+        assert agent.tick(now=1.0) == [] and agent.journal is None  # systemd-oomd not active: no child
+        (env / "units").mkdir()
+        os.symlink("6c1b", str(env / "units" / "invocation:systemd-oomd.service"))
+        agent.tick(now=3.0)
+        assert agent.journal is None  # checked again only every check_interval
+        events = agent.tick(now=7.0)  # starts the child; its first lines may already be there
+        assert agent.journal is not None and agent.journal.running
+        for _ in range(50):
+            agent.wait(0.1)
+            events += agent.tick(now=8.0)
+            if events:
+                break
+        assert [(e["severity"], e["kind"]) for e in events] == [("critical", "early_kill")]
+        victim = events[0]["details"]["victims"][0]
+        assert (victim["engine"], victim["unit"], victim["processes"]) == ("systemd-oomd", "app-worker.service", 3)
+        assert events[0]["message"].startswith("early kill: systemd-oomd killed app-worker.service (3 processes)")
+        snapshot = json.loads((env / "snapshots.jsonl").read_text().splitlines()[-1])
+        assert snapshot["reason"] == "early_kill" and snapshot["early_kills"][0]["cgroup"] == "/system.slice/app-worker.service"
+        args = (env / "journalctl.args").read_text().split()
+        assert "--follow" in args and "--lines=0" in args and args[-3:] == ["SYSLOG_IDENTIFIER=systemd-oomd", "+", "_PID=1"]
+        assert 'oomguard_early_kills_total{engine="systemd-oomd"} 1' in (env / "oomguard.prom").read_text()
+        pid = agent.journal.pid
+    finally:
+        agent.close()
+    assert agent.journal.pid is None
+    with pytest.raises(OSError):
+        os.kill(pid, 0)  # the child was stopped and reaped
+
+
+def test_journal_child_that_exits_is_restarted_after_the_last_cursor(env, fake_journalctl, capsys):
+    fake_journalctl.write_text("#!/bin/sh\necho \"$@\" >> \"%s\"\ncat \"%s\"\n" % (
+        env / "journalctl.args", env / "journal.json"))
+    config = json.loads((env / "alertd.json").read_text())
+    config["early_kills"]["journal"] = "on"
+    (env / "alertd.json").write_text(json.dumps(config))
+    agent = make_agent(env)
+    try:
+        events = []
+        for step in range(50):
+            agent.wait(0.1)
+            events += agent.tick(now=10.0 + step)
+            if agent.journal is not None and agent.journal.cursor and not agent.journal.running:
+                break
+        assert len([e for e in events if e["kind"] == "early_kill"]) == 1
+        agent.tick(now=100.0)  # restarted from the last kill line read
+        for _ in range(50):
+            agent.wait(0.1)
+            agent.tick(now=101.0)
+            if len((env / "journalctl.args").read_text().splitlines()) == 2:
+                break
+        assert "--after-cursor=s=5b1e;i=2a3;b=0c4f;m=1e8490;t=60f2;x=9f8f" in (env / "journalctl.args").read_text()
+    finally:
+        agent.close()
+    assert "journalctl child exited" in capsys.readouterr().err
+
+
+def test_missing_journalctl_is_said_once(env, capsys):
+    config = json.loads((env / "alertd.json").read_text())
+    config["early_kills"].update(journal="on", journalctl=str(env / "no-such-journalctl"), check_interval=1)
+    (env / "alertd.json").write_text(json.dumps(config))
+    agent = make_agent(env)
+    for now in (1.0, 3.0, 5.0):
+        agent.tick(now=now)
+    assert capsys.readouterr().err.count("systemd-oomd's kills not followed") == 1
+
+
+def test_early_kills_config_validation():
+    with pytest.raises(alertd.ConfigError, match="early_kills.journal"):
+        alertd.validate_config({"early_kills": {"journal": "sometimes"}})
+    assert alertd.validate_config({})["early_kills"]["hook_path"] == "/run/oomguard/early-kills.jsonl"

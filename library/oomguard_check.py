@@ -24,8 +24,13 @@ description:
     the latest oomguard snapshot, the oomguard watchdog timer and its last result, the cron heartbeat,
     the hardware watchdog, the oomguard units, Xen dom0 pinning and the kernel settings that defeat
     protection (C(vm.panic_on_oom), C(vm.oom_kill_allocating_task), overcommit).
+  - "Early relief: which early killer is active (C(systemd-oomd.service), C(earlyoom.service)), whether
+    its settings match the early_relief role's status (C(/var/lib/oomguard/early_relief.json): the
+    drop-ins' content for systemd-oomd, the running earlyoom's command line for earlyoom), a warning
+    when swap is on and nothing acts early, and the early kills since boot with their victims
+    (earlyoom's hook file C(/run/oomguard/early-kills.jsonl), this boot's systemd-oomd journal lines)."
   - Fast on a fleet - one C(systemctl show) call for all units, one pass over C(/proc) reading two
-    files per process, no other subprocess. Works without systemd as PID 1 (services are then found
+    files per process, and one C(journalctl --boot) call only where systemd-oomd is installed. Works without systemd as PID 1 (services are then found
     by process name), without root (the kernel log is then reported unreadable) and without PSI.
   - Needs nothing but the Python 3 standard library on the target.
 version_added: "0.1.0"
@@ -38,7 +43,7 @@ options:
     elements: str
     default: [all]
     choices: [all, critical_services, inherited_protection, expendable_services, memory_limits, memory,
-              oom_kills, watchdog, oomguard_units, xen, kernel_settings]
+              oom_kills, early_relief, watchdog, oomguard_units, xen, kernel_settings]
   critical_services:
     description:
       - Services whose main process must carry a negative C(oom_score_adj). Defaults to sshd
@@ -204,10 +209,14 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.oomguard_cgroup import (
     cgroup_pids, compare_targets, unit_memory_dir, memory_targets, read_hierarchy, read_memory_files,
     v1_swap_accounting)
+from ansible.module_utils.oomguard_earlykills import (
+    EARLYOOM_UNIT, HOOK_PATH, OOMD_UNIT, STATUS_PATH, compare_files, journal_argv, parse_journal_text,
+    planned_from_status, read_hook_file)
 from ansible.module_utils.oomguard_files import read_text
 from ansible.module_utils.oomguard_findings import (
     FAIL_ON_CHOICES, available_memory_finding, critical_service_finding, cron_heartbeat_finding,
-    expendable_finding, hardware_watchdog_finding, inherited_protection_finding, kernel_log_finding,
+    early_engine_finding, early_kills_finding, early_settings_finding, expendable_finding, hardware_watchdog_finding,
+    inherited_protection_finding, kernel_log_finding,
     memory_limit_finding, merge_thresholds, offending, oom_kill_allocating_task_finding, oom_kills_finding,
     oomguard_unit_finding, overcommit_finding, panic_on_oom_finding, psi_finding, report_lines, sort_findings,
     summarize, swap_finding, watchdog_timer_finding, xen_dom0_finding)
@@ -228,7 +237,7 @@ except ImportError:  # the alerting agent's reader is optional
     read_latest_snapshot = None
 
 CHECKS = ("critical_services", "inherited_protection", "expendable_services", "memory_limits", "memory",
-          "oom_kills", "watchdog", "oomguard_units", "xen", "kernel_settings")
+          "oom_kills", "early_relief", "watchdog", "oomguard_units", "xen", "kernel_settings")
 
 DEFAULT_CRITICAL_SERVICES = [
     {"name": "sshd", "units": ["ssh.service", "sshd.service"], "processes": ["sshd"], "oom_score_adj": -1000,
@@ -258,6 +267,7 @@ ROOTS = {
     "snapshots": "/var/log/oomguard/snapshots.jsonl",
     "kmsg": "/dev/kmsg",
 }
+EARLY_UNITS = (OOMD_UNIT, EARLYOOM_UNIT)
 
 
 def argument_spec():
@@ -406,6 +416,8 @@ def units_to_query(config, memory_units):
     units.extend(config.get("protected_units", []))
     units.extend(OOMGUARD_UNITS)
     units.append(WATCHDOG_SERVICE)
+    if "early_relief" in config["checks"]:
+        units.extend(EARLY_UNITS)
     seen = set()
     return [u for u in units if not (u in seen or seen.add(u))]
 
@@ -421,6 +433,18 @@ def systemctl_show(module, units):
     rc, out, err = module.run_command(argv + list(units), environ_update={"LANG": "C", "LC_ALL": "C"})
     if rc != 0:
         return out, "systemctl show failed (rc %d): %s" % (rc, err.strip())
+    return out, None
+
+
+def journal_oomd(module):
+    """This boot's systemd-oomd lines (one journalctl call): (text, error)."""
+    journalctl = module.get_bin_path("journalctl")
+    if not journalctl:
+        return "", "journalctl not found"
+    rc, out, err = module.run_command(journal_argv(journalctl, follow=False, boot=True, pid1=False),
+                                      environ_update={"LANG": "C", "LC_ALL": "C"})
+    if rc != 0:
+        return out, "journalctl failed (rc %d): %s" % (rc, err.strip())
     return out, None
 
 
@@ -552,8 +576,9 @@ def read_hardware_watchdog(roots):
     return devices, sysfs, runtime
 
 
-def collect(config, roots, show_runner):
-    """Every fact the findings need, read once. show_runner(units) -> (text, error)."""
+def collect(config, roots, show_runner, journal_runner=None):
+    """Every fact the findings need, read once. show_runner(units) -> (text, error);
+    journal_runner() -> (this boot's systemd-oomd journal as JSON lines, error)."""
     proc = roots["proc"]
     checks = config["checks"]
     facts = {"now": time.time()}
@@ -588,6 +613,8 @@ def collect(config, roots, show_runner):
                 facts["snapshot"] = None
     if "memory" in checks:
         facts["psi"] = read_psi(proc)
+    if "early_relief" in checks:
+        facts["early_relief"] = _collect_early_relief(facts, roots, journal_runner)
     if "kernel_settings" in checks:
         facts["sysctls"] = read_oom_sysctls(proc)
     if "watchdog" in checks:
@@ -602,6 +629,50 @@ def collect(config, roots, show_runner):
     if "memory_limits" in checks:
         facts["memory_limits"] = _collect_memory_limits(memory_units, facts, roots, meminfo.get("MemTotal"))
     return facts
+
+
+def earlyoom_args(pid, proc):
+    """earlyoom's arguments (without the program) from /proc/<pid>/cmdline, or None."""
+    try:
+        with open(os.path.join(proc, str(pid), "cmdline"), "rb") as handle:
+            raw = handle.read()
+    except (IOError, OSError):
+        return None
+    words = [w.decode("utf-8", "replace") for w in raw.split(b"\0")]
+    if words and words[-1] == "":
+        words.pop()
+    return words[1:] if words else None
+
+
+def _collect_early_relief(facts, roots, journal_runner):
+    show = facts["show"]
+    status = _read_json(os.path.join(roots["state"], os.path.basename(STATUS_PATH)))
+    planned = planned_from_status(status)
+    states = dict((unit, show.get(unit)) for unit in EARLY_UNITS)
+    active = [unit for unit in EARLY_UNITS if (states[unit] or {}).get("ActiveState") == "active"]
+    running_args = None
+    if EARLYOOM_UNIT in active:
+        pid = int(states[EARLYOOM_UNIT].get("MainPID") or 0)
+        if not pid:
+            pid = min([p["pid"] for p in facts["processes"].values() if p["comm"] == "earlyoom"] or [0])
+        running_args = earlyoom_args(pid, roots["proc"]) if pid else None
+
+    def read_planned(path):
+        return read_text(os.path.join(roots["root"], path.lstrip("/")))
+
+    missing, differing = compare_files(planned["files"], read_planned)
+    # The hook file is under /run: this boot's kills only. Owned by root (tests: the runner).
+    kills, hook_error = read_hook_file(os.path.join(roots["root"], HOOK_PATH.lstrip("/")),
+                                       owner_uid=roots.get("early_kills_uid", 0))
+    journal_error = None
+    if journal_runner is not None and (states[OOMD_UNIT] or {}).get("LoadState") == "loaded":
+        text, journal_error = journal_runner()
+        kills = kills + parse_journal_text(text)
+    kills.sort(key=lambda r: r["time"] or 0)
+    return {"status": status, "planned": planned, "states": states,
+            "active": ("systemd-oomd" if OOMD_UNIT in active else "earlyoom") if len(active) == 1 else None,
+            "running_args": running_args, "missing_files": missing, "differing_files": differing,
+            "kills": kills, "hook_error": hook_error, "journal_error": journal_error}
 
 
 def _collect_memory_limits(units, facts, roots, total):
@@ -719,6 +790,17 @@ def evaluate(config, facts, roots=None):
                                           _snapshot_view(facts["snapshot"], config["max_examples"]),
                                           config["max_examples"]))
         findings.append(kernel_log_finding(facts["kernel_log_readable"]))
+    if "early_relief" in checks:
+        early = facts["early_relief"]
+        findings.append(early_engine_finding(early["states"], early["planned"]["engine"], early["status"] is not None,
+                                             facts["memory"].get("swap_total_bytes"), systemd))
+        findings.append(early_settings_finding(early["planned"], early["active"], early["missing_files"],
+                                               early["differing_files"], early["running_args"]))
+        critical_names = set(critical_comms) | set(config.get("protected_units", []))
+        for service in config["critical"]:
+            critical_names.update(service["units"])
+        findings.append(early_kills_finding(early["kills"], sorted(critical_names), early["hook_error"],
+                                            early["journal_error"], config["max_examples"]))
     if "watchdog" in checks:
         findings.append(watchdog_timer_finding(systemd, show.get("oomguard-watchdog.timer"),
                                                show.get(WATCHDOG_SERVICE), facts["watchdog_state"], facts["now"],
@@ -754,10 +836,10 @@ def _snapshot_view(snapshot, limit):
             "top_rss": (snapshot.get("top_rss") or [])[:limit], "oom_victims": snapshot.get("oom_victims")}
 
 
-def run_check(config, roots, show_runner):
+def run_check(config, roots, show_runner, journal_runner=None):
     """(result dict, offending findings) for a validated config."""
     config = with_protect_status(config, _read_json(os.path.join(roots["state"], "oom_protect.json")))
-    facts = collect(config, roots, show_runner)
+    facts = collect(config, roots, show_runner, journal_runner)
     findings = evaluate(config, facts, roots)
     hierarchy = facts["hierarchy"]
     result = {
@@ -779,7 +861,7 @@ def main():
         config = build_config(module.params)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
-    result, bad = run_check(config, ROOTS, lambda units: systemctl_show(module, units))
+    result, bad = run_check(config, ROOTS, lambda units: systemctl_show(module, units), lambda: journal_oomd(module))
     if bad:
         module.fail_json(msg="%d finding(s) at or above %s: %s" % (len(bad), config["fail_on"], "; ".join(
             "%s %s" % (f["severity"].upper(), f["id"]) for f in bad)), **result)

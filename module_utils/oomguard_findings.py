@@ -323,6 +323,121 @@ def kernel_log_finding(readable, source="/dev/kmsg"):
                    " OOM victims unknown" % source, {"source": source})
 
 
+# --- early relief (systemd-oomd, earlyoom) -------------------------------------
+
+EARLY_ENGINE_UNITS = (("systemd-oomd", "systemd-oomd.service"), ("earlyoom", "earlyoom.service"))
+EARLY_RELIEF_HINT = "apply the early_relief role (oomguard_early_relief_enabled in the oomguard role)"
+
+
+def _active(unit_state):
+    return bool(unit_state) and unit_state.get("ActiveState") == "active"
+
+
+def early_engine_finding(unit_states, planned_engine, status_present, swap_total_bytes, systemd=True):
+    """Which early killer acts before the kernel OOM killer, against what early_relief planned.
+
+    unit_states: {"systemd-oomd.service": show dict, "earlyoom.service": show dict};
+    planned_engine: the status file's engine or None; swap_total_bytes: SwapTotal.
+    """
+    active = [engine for engine, unit in EARLY_ENGINE_UNITS if _active(unit_states.get(unit))]
+    evidence = {"active": active, "planned": planned_engine, "status_file": status_present,
+                "swap_total_bytes": swap_total_bytes,
+                "units": dict((unit, (unit_states.get(unit) or {}).get("ActiveState")) for _, unit in EARLY_ENGINE_UNITS)}
+    fid = "early_relief.engine"
+    if not systemd:
+        return finding(fid, "info", "systemd is not PID 1: early killers' units cannot be checked", evidence)
+    if len(active) > 1:
+        return finding(fid, "warn", "both systemd-oomd and earlyoom are active and race each other: stop the one "
+                       "early_relief did not choose (%s)" % (planned_engine or "re-run the early_relief role"), evidence)
+    if planned_engine and planned_engine not in active:
+        unit = dict(EARLY_ENGINE_UNITS)[planned_engine]
+        return finding(fid, "warn", "early_relief planned %s but %s is %s: re-run the early_relief role or "
+                       "start %s" % (planned_engine, unit, evidence["units"][unit] or "not installed", unit), evidence)
+    if active:
+        if planned_engine:
+            return finding(fid, "ok", "%s active, as early_relief planned" % active[0], evidence)
+        return finding(fid, "info", "%s active but not configured by oomguard (no early_relief status): its "
+                       "policy may not spare the critical units; %s" % (active[0], EARLY_RELIEF_HINT), evidence)
+    if swap_total_bytes:
+        return finding(fid, "warn", "swap is on (%s) and no early killer is active: the host can thrash for minutes "
+                       "before the kernel OOM killer acts; %s" % (human_size(swap_total_bytes), EARLY_RELIEF_HINT),
+                       evidence)
+    return finding(fid, "info", "no early killer active; without swap the kernel OOM killer acts without a long "
+                   "thrash", evidence)
+
+
+def early_settings_finding(planned, active_engine, missing_files, differing_files, running_args):
+    """Whether the running early killer uses early_relief's settings.
+
+    planned: planned_from_status(); active_engine: the engine running or None;
+    missing_files/differing_files: planned drop-ins absent or changed (systemd-oomd);
+    running_args: earlyoom's arguments from /proc/<pid>/cmdline (without the program) or None.
+    """
+    fid = "early_relief.settings"
+    evidence = {"planned_engine": planned.get("engine"), "active": active_engine, "missing_files": missing_files,
+                "differing_files": differing_files, "planned_args": planned.get("earlyoom_args"),
+                "running_args": running_args}
+    engine = planned.get("engine")
+    if not engine:
+        return finding(fid, "info", "no early_relief status file: nothing to compare; %s" % EARLY_RELIEF_HINT, evidence)
+    if active_engine != engine:
+        return finding(fid, "info", "%s is not running: its settings cannot be compared (see early_relief.engine)"
+                       % engine, evidence)
+    if engine == "systemd-oomd":
+        if not planned.get("files"):
+            return finding(fid, "info", "early_relief's status lists no drop-in contents to compare", evidence)
+        if missing_files or differing_files:
+            return finding(fid, "warn", "systemd-oomd's drop-ins differ from early_relief's plan (missing: %s; "
+                           "changed: %s): re-run the early_relief role, then systemctl daemon-reload" % (
+                               ", ".join(missing_files) or "none", ", ".join(differing_files) or "none"), evidence)
+        return finding(fid, "ok", "systemd-oomd's %d drop-in(s) match early_relief's plan" % len(planned["files"]),
+                       evidence)
+    planned_args = planned.get("earlyoom_args")
+    if planned_args is None:
+        return finding(fid, "info", "early_relief's status lists no earlyoom arguments to compare", evidence)
+    if running_args is None:
+        return finding(fid, "info", "earlyoom's command line is unreadable (not root?)", evidence)
+    if running_args != planned_args:
+        return finding(fid, "warn", "running earlyoom has %s, early_relief planned %s: restart earlyoom.service "
+                       "(or re-run the early_relief role)" % (" ".join(running_args) or "no arguments",
+                                                              " ".join(planned_args)), evidence)
+    return finding(fid, "ok", "running earlyoom uses early_relief's arguments", evidence)
+
+
+def early_kills_finding(kills, critical_names=(), hook_error=None, journal_error=None, max_examples=5):
+    """Early kills since boot (earlyoom's hook file under /run, this boot's systemd-oomd journal).
+
+    kills: records of oomguard_earlykills; critical_names: process names and units that
+    must never be a victim (a kill of one is a fail).
+    """
+    critical = set(critical_names)
+    victims = [dict((k, r.get(k)) for k in ("time", "engine", "pid", "name", "uid", "unit", "reason", "processes"))
+               for r in kills]
+    hit = [v for v in victims if v["name"] in critical or v["unit"] in critical]
+    evidence = {"count": len(kills), "victims": victims[-max_examples:] if max_examples else [],
+                "critical_victims": hit, "hook_error": hook_error, "journal_error": journal_error}
+    notes = [n for n in (hook_error, journal_error) if n]
+    suffix = ("; " + "; ".join(notes)) if notes else ""
+    if not kills:
+        return finding("early_kills", "warn" if hook_error else "ok",
+                       "no early kill since boot" + suffix, evidence)
+    by_engine = {}
+    for record in kills:
+        by_engine[record["engine"]] = by_engine.get(record["engine"], 0) + 1
+    last = victims[-1]
+    what = ("pid %s (%s)" % (last["pid"], last["name"]) if last["engine"] == "earlyoom"
+            else "%s" % (last["unit"] or last["name"]))
+    message = "%d early kill%s since boot (%s); last: %s by %s" % (
+        len(kills), "" if len(kills) == 1 else "s",
+        ", ".join("%s %d" % (e, n) for e, n in sorted(by_engine.items())), what, last["engine"])
+    if hit:
+        return finding("early_kills", "fail", message + "; critical service killed: %s: add it to oom_protect's "
+                       "critical services and re-run early_relief so it is never a candidate" % ", ".join(
+                           sorted(set(v["unit"] or v["name"] for v in hit))) + suffix, evidence)
+    return finding("early_kills", "warn", message + "; see the early_kill snapshots in /var/log/oomguard" + suffix,
+                   evidence)
+
+
 # --- watchdogs ------------------------------------------------------------------
 
 def _failing_checks(checks):

@@ -150,6 +150,7 @@ def test_protected_vm_reports_every_check(tmp_path):
         "watchdog.timer": "ok", "cron.heartbeat": "ok", "watchdog.hardware": "ok",
         "units.oomguard-alertd": "ok", "xen.dom0": "info", "kernel.panic_on_oom": "ok",
         "kernel.oom_kill_allocating_task": "ok", "kernel.overcommit": "ok",
+        "early_relief.engine": "info", "early_relief.settings": "info", "early_kills": "ok",
     }
     assert dict((k, found[k]["severity"]) for k in expected) == expected
     assert set(found) == set(expected)
@@ -436,3 +437,166 @@ def test_explicit_policy_wins_over_oom_protect_status(tmp_path):
                                      "oom_score_adj": -1000, "role": "daemon"}])
     result, _bad = oomguard_check.run_check(cfg, roots, FakeSystemctl("systemctl_show_vm_protected.txt"))
     assert by_id(result)["cron.oom_score_adj"]["severity"] == "fail"
+
+
+# --- early relief: systemd-oomd on the VM, earlyoom in a container ------------------
+
+OOMD_CONF = "/etc/systemd/oomd.conf.d/50-oomguard.conf"
+SLICE_DROPIN = "/etc/systemd/system/system.slice.d/50-oomguard-oomd.conf"
+PLANNED_FILES = {
+    OOMD_CONF: "# Managed by oomguard\n[OOM]\nSwapUsedLimit=80%\nDefaultMemoryPressureDurationSec=20s\n",
+    SLICE_DROPIN: "# Managed by oomguard\n[Slice]\nManagedOOMSwap=kill\nManagedOOMMemoryPressure=kill\n"
+                  "ManagedOOMMemoryPressureLimit=40%\n",
+}
+EARLYOOM_ARGS = ["-m", "10", "-s", "20", "-r", "3600", "--avoid", "^(sshd|cron|systemd-journal)$",
+                 "--prefer", "^(worker)$", "-N", "/usr/lib/oomguard/early-kill-hook"]
+# systemd 252's lines as `journalctl --boot -o json --output-fields=... SYSLOG_IDENTIFIER=systemd-oomd` prints them.
+OOMD_JOURNAL = (
+    '{"__CURSOR":"s=5b1e;i=2a2","__REALTIME_TIMESTAMP":"1733130160123456","SYSLOG_IDENTIFIER":"systemd-oomd",'
+    '"_PID":"412","MESSAGE":"Killed /system.slice/app-worker.service due to memory pressure for /system.slice '
+    'being 52.13% > 40.00% for > 20s with reclaim activity"}\n'
+    '{"__CURSOR":"s=5b1e;i=2a9","__REALTIME_TIMESTAMP":"1733130170000000","SYSLOG_IDENTIFIER":"systemd-oomd",'
+    '"_PID":"412","MESSAGE":"Considered 3 cgroups for killing, top candidates were:"}\n'
+    '{"__CURSOR":"s=5b1e;i=2b0","__REALTIME_TIMESTAMP":"1733130300000000","SYSLOG_IDENTIFIER":"systemd-oomd",'
+    '"_PID":"412","MESSAGE":"Killed /system.slice/hog.service due to swap used (879345664) / total (1073737728) '
+    'being more than 80.00%"}\n')
+
+
+def unit_block(unit, active=True, main_pid=0):
+    return "Id=%s\nLoadState=loaded\nActiveState=%s\nSubState=%s\nResult=success\nMainPID=%d" % (
+        unit, "active" if active else "inactive", "running" if active else "dead", main_pid if active else 0)
+
+
+class FakeJournal(object):
+    def __init__(self, text, error=None):
+        self.text, self.error, self.calls = text, error, 0
+
+    def __call__(self):
+        self.calls += 1
+        return self.text, self.error
+
+
+def oomd_vm(tmp_path, files=PLANNED_FILES):
+    roots = protected_vm(tmp_path)
+    write(os.path.join(roots["proc"], "meminfo"), fixture("meminfo_swap90_lowmem.txt"))
+    write(os.path.join(roots["state"], "early_relief.json"), json.dumps({
+        "engine": "systemd-oomd", "reason": "cgroup v2 and systemd-oomd installed",
+        "files": [{"path": p, "content": c} for p, c in sorted(PLANNED_FILES.items())]}))
+    for path, content in files.items():
+        write(os.path.join(roots["root"], path.lstrip("/")), content)
+    systemctl = FakeSystemctl("systemctl_show_vm_protected.txt")
+    systemctl.blocks["systemd-oomd.service"] = unit_block("systemd-oomd.service", main_pid=412)
+    return roots, systemctl
+
+
+def test_oomd_vm_reports_engine_settings_and_kills_from_one_journal_call(tmp_path):
+    roots, systemctl = oomd_vm(tmp_path)
+    journal = FakeJournal(OOMD_JOURNAL)
+    result, _ = oomguard_check.run_check(config(), roots, systemctl, journal)
+    found = by_id(result)
+    assert journal.calls == 1 and len(systemctl.calls) == 1
+    assert "systemd-oomd.service" in systemctl.calls[0] and "earlyoom.service" in systemctl.calls[0]
+    assert (found["early_relief.engine"]["severity"], found["early_relief.engine"]["message"]) == (
+        "ok", "systemd-oomd active, as early_relief planned")
+    assert found["early_relief.settings"]["severity"] == "ok"
+    kills = found["early_kills"]
+    assert kills["severity"] == "warn"
+    assert kills["message"].startswith("2 early kills since boot (systemd-oomd 2); last: hog.service by systemd-oomd")
+    assert [v["unit"] for v in kills["evidence"]["victims"]] == ["app-worker.service", "hog.service"]
+
+
+def test_oomd_dropin_changed_by_hand_is_a_warning_naming_the_role(tmp_path):
+    changed = dict(PLANNED_FILES, **{SLICE_DROPIN: "[Slice]\nManagedOOMSwap=auto\n"})
+    del changed[OOMD_CONF]
+    roots, systemctl = oomd_vm(tmp_path, files=changed)
+    result, _ = oomguard_check.run_check(config(), roots, systemctl, FakeJournal(""))
+    settings = by_id(result)["early_relief.settings"]
+    assert settings["severity"] == "warn"
+    assert settings["evidence"]["missing_files"] == [OOMD_CONF]
+    assert settings["evidence"]["differing_files"] == [SLICE_DROPIN]
+    assert "re-run the early_relief role" in settings["message"]
+    assert by_id(result)["early_kills"]["severity"] == "ok"
+
+
+def test_early_kill_of_a_critical_unit_fails(tmp_path):
+    roots, systemctl = oomd_vm(tmp_path)
+    journal = FakeJournal(OOMD_JOURNAL.replace("/system.slice/hog.service", "/system.slice/ssh.service"))
+    result, _ = oomguard_check.run_check(config(), roots, systemctl, journal)
+    kills = by_id(result)["early_kills"]
+    assert kills["severity"] == "fail" and "critical service killed: ssh.service" in kills["message"]
+
+
+def test_journal_error_is_reported_not_fatal(tmp_path):
+    roots, systemctl = oomd_vm(tmp_path)
+    result, _ = oomguard_check.run_check(config(), roots, systemctl, FakeJournal("", "journalctl not found"))
+    assert "journalctl not found" in by_id(result)["early_kills"]["message"]
+
+
+def test_swap_on_and_no_early_killer_warns(tmp_path):
+    roots = protected_vm(tmp_path)
+    write(os.path.join(roots["proc"], "meminfo"), fixture("meminfo_swap90_lowmem.txt"))
+    journal = FakeJournal(OOMD_JOURNAL)
+    result, _ = oomguard_check.run_check(config(checks=["early_relief"]), roots,
+                                         FakeSystemctl("systemctl_show_vm_protected.txt"), journal)
+    found = by_id(result)
+    assert found["early_relief.engine"]["severity"] == "warn"
+    assert "swap is on" in found["early_relief.engine"]["message"]
+    assert "early_relief role" in found["early_relief.engine"]["message"]
+    assert journal.calls == 0  # systemd-oomd not installed: no journal query
+    assert set(found) == set(["early_relief.engine", "early_relief.settings", "early_kills"])
+
+
+def earlyoom_host(tmp_path, running_args):
+    roots = protected_vm(tmp_path)
+    write(os.path.join(roots["proc"], "meminfo"), fixture("meminfo_swap90_lowmem.txt"))
+    add_process(roots["proc"], 377, "earlyoom", adj=-100, cmdline=["/usr/bin/earlyoom"] + running_args,
+                cgroup_v2="/system.slice/earlyoom.service")
+    write(os.path.join(roots["state"], "early_relief.json"), json.dumps(
+        {"engine": "earlyoom", "reason": "cgroup v1: systemd-oomd cannot run", "earlyoom_args": EARLYOOM_ARGS}))
+    hook = os.path.join(roots["root"], "run/oomguard/early-kills.jsonl")
+    write(hook, '{"time": 1733130001.25, "engine": "earlyoom", "pid": 950, "name": "worker", "uid": 33}\n'
+                '{"time": 1733130009.5, "engine": "earlyoom", "pid": 900, "name": "hog", "uid": 0}\n')
+    os.chmod(hook, 0o644)
+    roots["early_kills_uid"] = os.getuid()
+    systemctl = FakeSystemctl("systemctl_show_vm_protected.txt")
+    systemctl.blocks["earlyoom.service"] = unit_block("earlyoom.service", main_pid=377)
+    return roots, systemctl
+
+
+def test_earlyoom_with_the_planned_arguments_and_its_hook_kills(tmp_path):
+    roots, systemctl = earlyoom_host(tmp_path, EARLYOOM_ARGS)
+    journal = FakeJournal(OOMD_JOURNAL)
+    result, _ = oomguard_check.run_check(config(), roots, systemctl, journal)
+    found = by_id(result)
+    assert journal.calls == 0
+    assert found["early_relief.engine"]["message"] == "earlyoom active, as early_relief planned"
+    assert found["early_relief.settings"]["severity"] == "ok"
+    kills = found["early_kills"]
+    assert kills["severity"] == "warn" and kills["evidence"]["count"] == 2
+    assert kills["message"].startswith("2 early kills since boot (earlyoom 2); last: pid 900 (hog) by earlyoom")
+
+
+def test_earlyoom_started_by_hand_with_other_arguments_warns(tmp_path):
+    roots, systemctl = earlyoom_host(tmp_path, ["-m", "5"])
+    result, _ = oomguard_check.run_check(config(), roots, systemctl)
+    settings = by_id(result)["early_relief.settings"]
+    assert settings["severity"] == "warn" and settings["evidence"]["running_args"] == ["-m", "5"]
+    assert "restart earlyoom.service" in settings["message"]
+
+
+def test_hook_file_that_is_a_symlink_is_refused_by_the_audit(tmp_path):
+    roots, systemctl = earlyoom_host(tmp_path, EARLYOOM_ARGS)
+    hook = os.path.join(roots["root"], "run/oomguard/early-kills.jsonl")
+    os.rename(hook, hook + ".real")
+    os.symlink(hook + ".real", hook)
+    result, _ = oomguard_check.run_check(config(), roots, systemctl)
+    kills = by_id(result)["early_kills"]
+    assert kills["severity"] == "warn" and "symlink: refused" in kills["message"]
+
+
+def test_both_engines_active_warns(tmp_path):
+    roots, systemctl = earlyoom_host(tmp_path, EARLYOOM_ARGS)
+    systemctl.blocks["systemd-oomd.service"] = unit_block("systemd-oomd.service", main_pid=412)
+    result, _ = oomguard_check.run_check(config(), roots, systemctl, FakeJournal(""))
+    engine = by_id(result)["early_relief.engine"]
+    assert engine["severity"] == "warn" and "race each other" in engine["message"]

@@ -6,7 +6,8 @@ import pytest
 
 from ansible.module_utils.oomguard_cgroup import compare_targets, memory_targets, read_memory_files
 from ansible.module_utils.oomguard_findings import (
-    available_memory_finding, critical_service_finding, cron_heartbeat_finding, expendable_finding,
+    available_memory_finding, critical_service_finding, cron_heartbeat_finding, early_engine_finding,
+    early_kills_finding, early_settings_finding, expendable_finding,
     hardware_watchdog_finding, inherited_protection_finding, kernel_log_finding, memory_limit_finding,
     merge_thresholds, offending, oom_kill_allocating_task_finding, oom_kills_finding, oomguard_unit_finding,
     overcommit_finding, panic_on_oom_finding, psi_finding, report_lines, summarize, swap_finding,
@@ -382,3 +383,61 @@ def test_merge_thresholds_accepts():
     assert merged["swap_used_percent_warn"] == 20
     assert merged["heartbeat_max_age"] == 600
     assert merged["swap_used_percent_fail"] == TH["swap_used_percent_fail"]
+
+
+# --- early relief ------------------------------------------------------------------
+
+ACTIVE = {"LoadState": "loaded", "ActiveState": "active"}
+INACTIVE = {"LoadState": "loaded", "ActiveState": "inactive"}
+GIB = 1024 ** 3
+
+
+@pytest.mark.parametrize("states,planned,swap,severity,fragment", [
+    ({"systemd-oomd.service": ACTIVE}, "systemd-oomd", GIB, "ok", "systemd-oomd active, as early_relief planned"),
+    ({"earlyoom.service": ACTIVE}, None, GIB, "info", "not configured by oomguard"),
+    ({"earlyoom.service": INACTIVE}, "earlyoom", 0, "warn", "early_relief planned earlyoom but earlyoom.service is inactive"),
+    ({"earlyoom.service": ACTIVE, "systemd-oomd.service": ACTIVE}, "earlyoom", GIB, "warn", "race each other"),
+    ({}, None, GIB, "warn", "swap is on (1 GiB) and no early killer is active"),
+    ({}, None, 0, "info", "without swap"),
+])
+def test_early_engine_finding(states, planned, swap, severity, fragment):
+    result = early_engine_finding(states, planned, planned is not None, swap)
+    assert result["id"] == "early_relief.engine" and result["severity"] == severity
+    assert fragment in result["message"]
+
+
+def test_early_engine_finding_without_systemd():
+    assert early_engine_finding({}, None, False, GIB, systemd=False)["severity"] == "info"
+
+
+@pytest.mark.parametrize("planned,active,missing,differing,running,severity,fragment", [
+    ({"engine": None}, None, [], [], None, "info", "no early_relief status file"),
+    ({"engine": "earlyoom", "earlyoom_args": ["-m", "10"]}, None, [], [], None, "info", "not running"),
+    ({"engine": "earlyoom", "earlyoom_args": ["-m", "10"]}, "earlyoom", [], [], ["-m", "10"], "ok", "arguments"),
+    ({"engine": "earlyoom", "earlyoom_args": ["-m", "10"]}, "earlyoom", [], [], ["-m", "5"], "warn",
+     "running earlyoom has -m 5, early_relief planned -m 10"),
+    ({"engine": "earlyoom", "earlyoom_args": ["-m", "10"]}, "earlyoom", [], [], None, "info", "unreadable"),
+    ({"engine": "systemd-oomd", "files": {"/a": "x"}}, "systemd-oomd", [], [], None, "ok", "1 drop-in(s) match"),
+    ({"engine": "systemd-oomd", "files": {"/a": "x"}}, "systemd-oomd", ["/a"], [], None, "warn", "missing: /a"),
+    ({"engine": "systemd-oomd", "files": {}}, "systemd-oomd", [], [], None, "info", "no drop-in contents"),
+])
+def test_early_settings_finding(planned, active, missing, differing, running, severity, fragment):
+    result = early_settings_finding(planned, active, missing, differing, running)
+    assert (result["id"], result["severity"]) == ("early_relief.settings", severity)
+    assert fragment in result["message"]
+
+
+def test_early_kills_finding_counts_victims_and_fails_on_a_critical_one():
+    kills = [{"time": 1.0, "engine": "earlyoom", "pid": 900, "name": "hog", "uid": 0, "unit": None},
+             {"time": 2.0, "engine": "systemd-oomd", "pid": None, "name": "app-worker.service",
+              "unit": "app-worker.service", "reason": "memory pressure ...", "processes": 3}]
+    result = early_kills_finding(kills, ["sshd", "ssh.service"], max_examples=1)
+    assert result["severity"] == "warn" and result["evidence"]["count"] == 2
+    assert result["message"].startswith("2 early kills since boot (earlyoom 1, systemd-oomd 1); last: "
+                                        "app-worker.service by systemd-oomd")
+    assert [v["unit"] for v in result["evidence"]["victims"]] == ["app-worker.service"]
+    failed = early_kills_finding(kills + [dict(kills[0], pid=412, name="sshd")], ["sshd"])
+    assert failed["severity"] == "fail" and "critical service killed: sshd" in failed["message"]
+    assert early_kills_finding([], [])["message"] == "no early kill since boot"
+    refused = early_kills_finding([], [], hook_error="/run/oomguard/early-kills.jsonl is a symlink: refused")
+    assert refused["severity"] == "warn" and "symlink" in refused["message"]

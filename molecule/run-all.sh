@@ -4,7 +4,7 @@
 # boot-to-SSH, each scenario.
 #
 # Scenarios run in two lanes side by side: the podman scenarios (default, fleet)
-# one after another in one lane, the QEMU scenarios (vm, drill) in the other.
+# one after another in one lane, the QEMU scenario (vm: kernel checks and the drill) in the other.
 # A TCG VM keeps about one core busy and the container runs mostly wait on
 # process start-up, so on two cores the lanes overlap well; two VMs at once do
 # not (the guests stall for tens of seconds, soft lockups), hence one VM lane.
@@ -238,4 +238,10 @@ for row in "${rows[@]}"; do
     printf '  %-22s %6s %6s  %s\n' "${name}" "${wait}" "${secs}" "${result}"
 done
 printf '  %-22s %13s\n' "total" "${total}"
+# The drill's summary (vm scenario): what an operator saw during each storm, both VMs.
+if [[ " ${vm_scenarios[*]} " == *" vm "* && -f molecule/vm/output/summary.txt ]]; then
+    echo
+    echo "== memory-exhaustion drill (molecule/vm/output/summary.txt) =="
+    cat molecule/vm/output/summary.txt
+fi
 exit "${failed}"

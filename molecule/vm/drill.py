@@ -5,18 +5,27 @@ Drives the two VMs of the scenario over plain SSH (a NEW connection each time: n
 multiplexing, so every command is also a login test) and measures what happens:
 
   drill.py storms   --instances FILE --output DIR --oomguard NAME --control NAME
-      The storms, on both VMs at once (one thread each), one storm after another:
-        a         one process allocating until the OOM killer ends it (global OOM,
-                  transient unit with RuntimeMaxSec, no MemoryMax)
+      The storms, on both VMs at once (one thread each), one storm after another,
+      with the guests' swap on (as real servers have it), then one without:
+        a         one process allocating fast until a killer ends it (transient
+                  unit with RuntimeMaxSec, no MemoryMax)
         b         a fork storm: app-worker.service (expendable on the oomguard VM)
                   forks 8 children of 160 MiB each
         c-cron    a leak started by a cron job (one-shot /etc/cron.d entry)
-        c-session a leak started from a new SSH session
+        c-session a leak started from a new SSH session (on a standard Debian
+                  server: in user.slice/user-0.slice/session-N.scope)
+        d-slow    a slow leak (about 20 MiB/s) in a service: the longest thrash
+        a-noswap  storm a again with swap off: the kernel OOM killer's path
+      First the idle login time (five new SSH logins in a row). During each storm:
+      a new SSH login every 3 s (each attempt's latency), and on the guest a
+      sampler (drill-hog watch, memory locked) that records available memory and
+      whether the hog lives every second, so the storm's end and the moment memory
+      ran out (MemAvailable below 5 % of RAM) are read on the guest's clock.
       Before/after each storm: PIDs of sshd, cron, journald, dbus and the agents;
-      after it: how long until a new SSH login works; at the end: the kernel log
-      (victims via module_utils/oomguard_oomlog.parse_oom_events), cron's journal
-      (heartbeat runs), the watchdog timer's runs, the alert agent's events and
-      snapshots. Writes DIR/storms.json.
+      at the end: the kernel log (victims via module_utils/oomguard_oomlog), the
+      early killer's kills (systemd-oomd's journal), cron's journal (heartbeat
+      runs), the watchdog timer's runs, the alert agent's events and snapshots.
+      Writes DIR/storms.json.
   drill.py watchdog --instances FILE --output DIR --instance NAME [--console LOG]
       Crash the kernel (sysrq c, kernel.panic=0: it hangs) with the hardware
       watchdog armed; time until the VM has rebooted and a new SSH login works.
@@ -42,6 +51,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "module_utils"))
 
+from oomguard_earlykills import parse_oomd_message  # noqa: E402  (the one early-kill reader)
 from oomguard_oomlog import parse_oom_events  # noqa: E402  (the one kernel-log reader)
 
 LIB = "/usr/local/lib/oomguard-drill"
@@ -52,8 +62,13 @@ CRON_STORM = "/etc/cron.d/oomguard-drill-leak"
 WATCHED = {"sshd": "ssh.service", "cron": "cron.service", "journald": "systemd-journald.service",
            "dbus": "dbus.service", "alertd": "oomguard-alertd.service"}
 STORM_TIMEOUT = 150     # seconds a storm may last before the drill kills what is left
+SLOW_STORM_TIMEOUT = 240  # the slow leak's (it needs minutes to fill RAM and swap unchecked)
 LOGIN_TIMEOUT = 30      # seconds the drill keeps trying a new login after a storm
 HEARTBEAT_WAIT = 130    # seconds to wait for a cron heartbeat after the last storm
+IDLE_LOGINS = 5         # new logins in a row before the storms: the idle login time
+LOGIN_EVERY = 3.0       # seconds between the starts of two login attempts during a storm
+LOGIN_ATTEMPT_TIMEOUT = 45  # seconds one login attempt may take before it counts as failed
+EXHAUSTED_PERCENT = 5.0  # memory has run out: MemAvailable below this share of MemTotal
 
 
 def log(name, message):
@@ -134,6 +149,72 @@ class Guest:
         return None, attempts
 
 
+# --- logins during the storms ------------------------------------------------------
+
+def login_attempt(guest):
+    """One brand-new SSH login: its record {at, s, ok, error} (host clock)."""
+    start = time.time()
+    rc, out, err = guest.run("echo login-ok", timeout=LOGIN_ATTEMPT_TIMEOUT,
+                             connect_timeout=LOGIN_ATTEMPT_TIMEOUT)
+    ok = rc == 0 and "login-ok" in out
+    return {"at": round(start, 2), "s": round(time.time() - start, 2), "ok": ok,
+            "error": None if ok else ((err or out).strip()[-200:] or "rc %s" % rc)}
+
+
+def idle_logins(guest):
+    """IDLE_LOGINS new logins one after another on the quiet guest."""
+    attempts = []
+    for _ in range(IDLE_LOGINS):
+        attempts.append(login_attempt(guest))
+        time.sleep(0.5)
+    return attempts
+
+
+class LoginProber(threading.Thread):
+    """A new SSH login every LOGIN_EVERY seconds (or right after a slower one) until stopped."""
+
+    def __init__(self, guest):
+        super().__init__(daemon=True)
+        self.guest = guest
+        self.attempts = []
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            attempt = login_attempt(self.guest)
+            self.attempts.append(attempt)
+            self.done.wait(max(0.0, LOGIN_EVERY - attempt["s"]))
+
+    def stop(self):
+        """Stop after the attempt in flight; its attempts."""
+        self.done.set()
+        self.join(LOGIN_ATTEMPT_TIMEOUT + 15)
+        return list(self.attempts)
+
+
+def start_watch(guest, storm, tag, timeout):
+    """The guest-side sampler of this storm (memory locked, never an OOM victim)."""
+    guest.run("systemd-run --quiet --unit=oomguard-drill-watch-%s -p OOMScoreAdjust=-1000 "
+              "-p ManagedOOMPreference=omit %s watch %s --out %s/watch-%s.jsonl --max-seconds %d"
+              % (storm, HOG, tag, STATE, storm, timeout + 60))
+
+
+def read_jsonl(guest, path):
+    """The JSON lines of a file on the guest (a missing file or a torn line: skipped)."""
+    _, text, _ = guest.run("cat %s 2>/dev/null; true" % path, timeout=60)
+    records = []
+    for line in text.splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def read_watch(guest, storm):
+    return read_jsonl(guest, "%s/watch-%s.jsonl" % (STATE, storm))
+
+
 # --- storms -----------------------------------------------------------------------
 
 def hog_status(guest, tag):
@@ -170,12 +251,31 @@ def wait_ended(guest, tag, timeout=STORM_TIMEOUT):
     return hog_status(guest, tag) or {"pids": [], "alive": []}, True
 
 
-def storm_a(guest, ctx):
-    rc, _, err = guest.run(
-        "systemd-run --quiet --unit=oomguard-drill-a -p RuntimeMaxSec=120 %s run --tag a --max-seconds 110" % HOG)
+def storm_a(guest, ctx, tag="a"):
+    rc, _, err = guest.run("systemd-run --quiet --unit=oomguard-drill-%s -p RuntimeMaxSec=120 "
+                           "%s run --tag %s --max-seconds 110" % (tag, HOG, tag))
     if rc != 0:
-        raise RuntimeError("%s: storm a did not start: %s" % (guest.name, err))
-    return wait_started(guest, "a", 30)
+        raise RuntimeError("%s: storm %s did not start: %s" % (guest.name, tag, err))
+    return wait_started(guest, tag, 30)
+
+
+def storm_a_noswap(guest, ctx):
+    """Storm a with the swap off: the kernel OOM killer's own path (swap back on after)."""
+    rc, _, err = guest.run("swapoff -a", timeout=180)
+    if rc != 0:
+        raise RuntimeError("%s: swapoff failed: %s" % (guest.name, err))
+    ctx["after"] = "swapon -a"
+    return storm_a(guest, ctx, tag="a0")
+
+
+def storm_d_slow(guest, ctx):
+    """A service that leaks slowly (2 MiB every 0.1 s): the longest thrash before a kill."""
+    rc, _, err = guest.run("systemd-run --quiet --unit=oomguard-drill-slow -p RuntimeMaxSec=%d "
+                           "%s run --tag slow --step-mb 2 --pause 0.1 --max-seconds %d"
+                           % (SLOW_STORM_TIMEOUT, HOG, SLOW_STORM_TIMEOUT - 10))
+    if rc != 0:
+        raise RuntimeError("%s: storm d-slow did not start: %s" % (guest.name, err))
+    return wait_started(guest, "slow", 30)
 
 
 def storm_b(guest, ctx):
@@ -209,11 +309,14 @@ def storm_c_session(guest, ctx):
     return wait_started(guest, "session", 30)
 
 
+# (name, what, hog tag, starter, hard time limit)
 STORMS = [
-    ("a", "one process allocating until OOM (global, transient unit)", "a", storm_a),
-    ("b", "fork storm of 8 x 160 MiB from app-worker.service", "worker", storm_b),
-    ("c-cron", "leak started by a cron job", "cron", storm_c_cron),
-    ("c-session", "leak started from a new SSH session", "session", storm_c_session),
+    ("a", "one process allocating fast until killed (transient unit)", "a", storm_a, STORM_TIMEOUT),
+    ("b", "fork storm of 8 x 160 MiB from app-worker.service", "worker", storm_b, STORM_TIMEOUT),
+    ("c-cron", "leak started by a cron job", "cron", storm_c_cron, STORM_TIMEOUT),
+    ("c-session", "leak started from a new SSH session", "session", storm_c_session, STORM_TIMEOUT),
+    ("d-slow", "slow leak (~20 MiB/s) in a service", "slow", storm_d_slow, SLOW_STORM_TIMEOUT),
+    ("a-noswap", "storm a with swap off (kernel OOM killer)", "a0", storm_a_noswap, STORM_TIMEOUT),
 ]
 
 
@@ -223,38 +326,53 @@ def run_storms(guest, oomguard, out):
     try:
         # A clean start: no hog left over by an interrupted run (inside the test VM only).
         guest.run("pkill -KILL -x drill-hog; rm -rf %s %s; mkdir -p %s; "
-                  "systemctl reset-failed oomguard-drill-a 2>/dev/null; true" % (STATE, CRON_STORM, STATE))
+                  "systemctl reset-failed 'oomguard-drill-*' 2>/dev/null; true" % (STATE, CRON_STORM, STATE))
         install_cron_storm(guest)
         out["probe_start"] = guest.probe()
-        for name, what, tag, start_storm in STORMS:
+        out["idle_logins"] = idle_logins(guest)
+        log(guest.name, "idle logins: %s s" % ", ".join(str(a["s"]) for a in out["idle_logins"]))
+        for name, what, tag, start_storm, timeout in STORMS:
             log(guest.name, "storm %s: %s" % (name, what))
             ctx = {}
             before = guest.probe()
+            start_watch(guest, name, tag, timeout)
+            prober = LoginProber(guest)
             t_start = time.time()
+            prober.start()
             started = start_storm(guest, ctx)
-            status, timed_out = wait_ended(guest, tag)
+            status, timed_out = wait_ended(guest, tag, timeout)
             t_end = time.time()
+            storm_logins = prober.stop()
             latency, attempts = guest.new_login()
+            if ctx.get("after"):
+                guest.run(ctx["after"], timeout=120)
             after = guest.probe()
+            samples = read_watch(guest, name)
             session_rc = None
             if "session" in ctx:
                 try:
                     session_rc = ctx["session"].wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     ctx["session"].kill()
-            if name == "a":
-                guest.run("systemctl reset-failed oomguard-drill-a 2>/dev/null; true")
+            guest.run("systemctl reset-failed 'oomguard-drill-*' 2>/dev/null; true")
             record = {
                 "storm": name, "what": what, "tag": tag,
                 "start": t_start, "end": t_end, "duration_s": round(t_end - t_start, 1),
                 "timed_out": timed_out, "hog_pids": status["pids"],
-                "hog_oom_score_adj": (started or {}).get("oom_score_adj", {}),
+                # What each hog recorded for itself at its start (status after the storm
+                # covers every hog, also those killed before the drill first looked).
+                "hog_oom_score_adj": dict((started or {}).get("oom_score_adj", {}), **status.get("oom_score_adj", {})),
+                "hog_cgroups": dict((started or {}).get("cgroups", {}), **status.get("cgroups", {})),
                 "login_s": latency, "login_attempts": attempts, "session_ssh_rc": session_rc,
+                "storm_logins": storm_logins, "samples": samples,
                 "before": before, "after": after,
             }
             out["storms"].append(record)
-            log(guest.name, "storm %s over in %.1f s%s; new login after %s s" % (
-                name, t_end - t_start, " (TIMED OUT)" if timed_out else "", latency))
+            worst = max((a["s"] for a in storm_logins), default=None)
+            log(guest.name, "storm %s over in %.1f s%s; %d logins during it (%d failed, slowest %s s); "
+                "new login after %s s" % (name, t_end - t_start, " (TIMED OUT)" if timed_out else "",
+                                          len(storm_logins), sum(1 for a in storm_logins if not a["ok"]),
+                                          worst, latency))
         wait_heartbeat(guest, out)
         collect_logs(guest, out)
     except Exception as exc:  # recorded and reported: the tests fail on it
@@ -293,6 +411,9 @@ def collect_logs(guest, out):
     events_dmesg = parse_oom_events(dmesg)
     out["kernel_log_source"] = "journalctl -k" if len(events_journal) >= len(events_dmesg) else "dmesg"
     out["oom_events"] = events_journal if len(events_journal) >= len(events_dmesg) else events_dmesg
+    # The early killer's kills (systemd-oomd on this cgroup v2 guest), from its journal.
+    _, oomd, _ = guest.run("journalctl -b 0 -u systemd-oomd.service -o short-unix --no-pager; true", timeout=60)
+    out["early_kills"] = parse_early_kills(oomd)
     out["heartbeat_runs"] = heartbeat_runs(guest)
     _, timer, _ = guest.run("journalctl -b 0 -u oomguard-watchdog.service -o short-unix --no-pager"
                             " | grep -E 'Starting |Started ' ; true")
@@ -304,14 +425,24 @@ def collect_logs(guest, out):
                                " | tail -n 200; true", timeout=60)
     out["service_log"] = restarts.splitlines()
     for key, path in (("alerts", "/var/log/oomguard/alerts.jsonl"), ("snapshots", "/var/log/oomguard/snapshots.jsonl")):
-        _, text, _ = guest.run("cat %s 2>/dev/null; true" % path, timeout=60)
-        records = []
-        for line in text.splitlines():
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-        out[key] = records
+        out[key] = read_jsonl(guest, path)
+
+
+def parse_early_kills(text):
+    """systemd-oomd's kills in `journalctl -o short-unix` text: [{epoch, cgroup, kind, reason}]."""
+    kills = []
+    for line in text.splitlines():
+        stamp, _, rest = line.partition(" ")
+        message = rest.split("]: ", 1)[-1] if "]: " in rest else rest.split(": ", 1)[-1]
+        kill = parse_oomd_message(message)
+        if kill is None:
+            continue
+        try:
+            kill["epoch"] = float(stamp)
+        except ValueError:
+            continue
+        kills.append(kill)
+    return kills
 
 
 def cmd_storms(args):
@@ -389,14 +520,22 @@ def analyse(run):
     alerts = run.get("alerts", [])
     snapshots = run.get("snapshots", [])
     storms = []
+    early = run.get("early_kills", [])
+    idle = sorted(a["s"] for a in run.get("idle_logins", []) if a.get("ok"))
+    idle_login_s = idle[len(idle) // 2] if idle else None
     for index, storm in enumerate(run.get("storms", [])):
         offset = storm["after"]["clock_offset"]
         start_g, end_g = storm["start"] + offset - 1, storm["end"] + offset
         nxt = run["storms"][index + 1]["start"] + offset if index + 1 < len(run["storms"]) else end_g + 30
         victims = [e for e in events if start_g <= e["epoch"] <= min(end_g + 5, nxt)]
+        early_kills = [k for k in early if start_g <= k["epoch"] <= min(end_g + 5, nxt)]
         hog_pids = set(storm["hog_pids"])
+        hog_cgroups = set(c for c in storm.get("hog_cgroups", {}).values() if c)
         protected = {name: storm["before"]["units"].get(unit, {}).get("pid", 0) for name, unit in WATCHED.items()}
         protected_pids = {pid: name for name, pid in protected.items() if pid} | {1: "systemd"}
+        protected_units = {unit: name for name, unit in WATCHED.items()}
+        timing = storm_timing(storm.get("samples", []), start_g + 1, end_g)
+        logins = storm.get("storm_logins", [])
         services = {}
         for name, unit in WATCHED.items():
             b = storm["before"]["units"].get(unit, {})
@@ -410,12 +549,15 @@ def analyse(run):
             services[name] = {"before": b.get("pid"), "after": a.get("pid"), "state": state,
                               "active_after": a.get("active"), "restarts": a.get("restarts", 0) - b.get("restarts", 0),
                               "back_after_s": back_s}
-        first_kill = min((v["epoch"] for v in victims), default=None)
+        first_kill = min([v["epoch"] for v in victims] + [k["epoch"] for k in early_kills], default=None)
+        early_hog = [k for k in early_kills
+                     if any(c == k["cgroup"] or c.startswith(k["cgroup"].rstrip("/") + "/") for c in hog_cgroups)]
         hb_after = [t for t in heartbeats if t > end_g]
         window_alerts = [a for a in alerts if start_g <= float(a.get("time", 0)) <= min(end_g + 30, nxt + 5)]
-        oom_alerts = [a for a in window_alerts if a.get("kind") == "oom_kill"]
+        oom_alerts = [a for a in window_alerts if a.get("kind") in ("oom_kill", "early_kill")]
         alert_hog = [a for a in oom_alerts
-                     if hog_pids & {v.get("pid") for v in (a.get("details", {}).get("victims") or [])}]
+                     if hog_pids & {v.get("pid") for v in (a.get("details", {}).get("victims") or [])}
+                     or any(c and c in json.dumps(a.get("details", {})) for c in hog_cgroups)]
         snaps = [s for s in snapshots if start_g <= float(s.get("time", 0)) <= min(end_g + 30, nxt + 5)]
         snap_hog = [s for s in snaps
                     if hog_pids & ({v.get("pid") for v in s.get("oom_victims") or []}
@@ -428,11 +570,27 @@ def analyse(run):
                          "hog": v["pid"] in hog_pids} for v in victims],
             "hog_pids": sorted(hog_pids),
             "hog_oom_score_adj": storm["hog_oom_score_adj"],
-            "hog_killed": any(v["pid"] in hog_pids for v in victims),
+            "early_kills": [{"cgroup": k["cgroup"], "kind": k.get("kind"), "hog": k in early_hog}
+                            for k in early_kills],
+            "hog_cgroups": sorted(hog_cgroups),
+            "hog_killed": any(v["pid"] in hog_pids for v in victims) or bool(early_hog),
+            "killed_by": sorted({"kernel" for v in victims if v["pid"] in hog_pids}
+                                | {"early" for _ in early_hog}),
             "protected_killed": [{"pid": v["pid"], "comm": v["comm"], "service": protected_pids[v["pid"]]}
-                                 for v in victims if v["pid"] in protected_pids],
+                                 for v in victims if v["pid"] in protected_pids]
+                                + [{"pid": None, "comm": None, "service": protected_units[k["unit"]]}
+                                   for k in early_kills if k.get("unit") in protected_units],
             "services": services,
             "login_s": storm["login_s"],
+            "idle_login_s": idle_login_s,
+            "storm_logins": len(logins),
+            "storm_logins_failed": sum(1 for a in logins if not a["ok"]),
+            "storm_login_max_s": max((a["s"] for a in logins), default=None),
+            "exhausted_after_s": timing["exhausted_after_s"],
+            "over_after_exhaustion_s": timing["over_after_exhaustion_s"],
+            "min_available_percent": timing["min_available_percent"],
+            "max_swap_used_percent": timing["max_swap_used_percent"],
+            "samples": timing["samples"],
             "heartbeat_delay_s": round(hb_after[0] - end_g, 1) if hb_after else None,
             "alert_latency_s": round(float(oom_alerts[0]["time"]) - first_kill, 1) if oom_alerts and first_kill else None,
             "alert_names_hog": bool(alert_hog),
@@ -447,14 +605,42 @@ def analyse(run):
             "heartbeat": (run.get("probe_end") or {}).get("heartbeat")}
 
 
+def storm_timing(samples, start, end_fallback):
+    """From the guest's samples (guest clock): when memory ran out (MemAvailable below
+    EXHAUSTED_PERCENT of RAM) after the storm's start, and how long after that the last
+    hog was gone. Never exhausted: over_after_exhaustion_s is 0 (a killer acted first)."""
+    out = {"samples": len(samples), "exhausted_after_s": None, "over_after_exhaustion_s": None,
+           "min_available_percent": None, "max_swap_used_percent": None}
+    if not samples:
+        return out
+    total = samples[0].get("MemTotal") or 1
+    available = [100.0 * s.get("MemAvailable", 0) / total for s in samples]
+    out["min_available_percent"] = round(min(available), 1)
+    swap = [100.0 * (s["SwapTotal"] - s["SwapFree"]) / s["SwapTotal"] for s in samples if s.get("SwapTotal")]
+    out["max_swap_used_percent"] = round(max(swap), 1) if swap else None
+    started = [i for i, s in enumerate(samples) if s.get("alive")]
+    end = end_fallback
+    if started:
+        gone = [s["t"] for s in samples[started[0]:] if not s.get("alive")]
+        end = gone[0] if gone else end_fallback
+    exhausted = [s["t"] for s, pct in zip(samples, available) if pct < EXHAUSTED_PERCENT and s["t"] <= end]
+    if exhausted:
+        out["exhausted_after_s"] = round(exhausted[0] - start, 1)
+        out["over_after_exhaustion_s"] = round(max(0.0, end - exhausted[0]), 1)
+    else:
+        out["over_after_exhaustion_s"] = 0.0
+    return out
+
+
 def cell(value, unit=""):
     return "-" if value is None else "%s%s" % (value, unit)
 
 
 def table(results):
     lines = []
-    header = "%-9s %-11s %-34s %-5s %-9s %-28s %-7s %-9s %-7s" % (
-        "storm", "run", "victims (comm/pid/adj)", "hog", "protkill", "sshd/cron/journald/alertd", "login", "heartbt", "alert")
+    header = "%-9s %-8s %-30s %-6s %-5s %-15s %-18s %-13s %-6s %-7s %-7s" % (
+        "storm", "run", "victims (comm/pid/adj | cgroup)", "by", "prot", "sshd/cron/jrnl/al",
+        "logins during n/f/max", "out->over", "lasted", "heartbt", "alert")
     lines.append(header)
     lines.append("-" * len(header))
     names = [n for n in (results.get("oomguard_instance"), results.get("control_instance")) if n in results["runs"]]
@@ -467,17 +653,33 @@ def table(results):
             found = [s for s in run.get("analysis", {}).get("storms", []) if s["storm"] == storm]
             label = "oomguard" if run.get("oomguard") else "control"
             if not found:
-                lines.append("%-9s %-11s (not run)" % (storm, label))
+                lines.append("%-9s %-8s (not run)" % (storm, label))
                 continue
             s = found[0]
-            victims = ", ".join("%s/%s/%s" % (v["comm"], v["pid"], v["oom_score_adj"]) for v in s["victims"][:3])
-            if len(s["victims"]) > 3:
-                victims += " +%d" % (len(s["victims"]) - 3)
+            victims = ["%s/%s/%s" % (v["comm"], v["pid"], v["oom_score_adj"]) for v in s["victims"][:2]]
+            victims += [k["cgroup"].rsplit("/", 1)[-1] for k in s.get("early_kills", [])[:2]]
+            shown = ", ".join(victims) or "(none)"
             svc = "/".join({"kept": "kept", "changed": "NEW"}.get(s["services"].get(k, {}).get("state"), "-")
                            for k in ("sshd", "cron", "journald", "alertd"))
-            lines.append("%-9s %-11s %-34s %-5s %-9s %-28s %-7s %-9s %-7s" % (
-                storm, label, victims or "(none)", "yes" if s["hog_killed"] else "NO", len(s["protected_killed"]),
-                svc, cell(s["login_s"], "s"), cell(s["heartbeat_delay_s"], "s"), cell(s["alert_latency_s"], "s")))
+            logins = "%s/%s/%s" % (s.get("storm_logins"), s.get("storm_logins_failed"),
+                                   cell(s.get("storm_login_max_s"), "s"))
+            timing = "%s->%s" % (cell(s.get("exhausted_after_s"), "s"), cell(s.get("over_after_exhaustion_s"), "s"))
+            lines.append("%-9s %-8s %-30s %-6s %-5s %-15s %-18s %-13s %-6s %-7s %-7s" % (
+                storm, label, shown[:30], "+".join(s.get("killed_by", [])) or "NONE", len(s["protected_killed"]),
+                svc.replace("kept", "ok"), logins, timing, cell(s["duration_s"], "s"),
+                cell(s["heartbeat_delay_s"], "s"), cell(s["alert_latency_s"], "s")))
+    lines.append("")
+    lines.append("by: who killed the hog (kernel OOM killer, early killer); logins during: new SSH logins "
+                 "tried every %.0f s during the storm, failed, slowest; out->over: seconds from the storm's "
+                 "start until MemAvailable < %.0f %% of RAM, and from then until the hog was gone "
+                 "(-> 0: gone before memory ran out)" % (LOGIN_EVERY, EXHAUSTED_PERCENT))
+    for name in names:
+        run = results["runs"][name]
+        a = run.get("analysis", {})
+        idle = [x["idle_login_s"] for x in a.get("storms", []) if x.get("idle_login_s") is not None]
+        lines.append("%s: idle login %s s (median of %d); where each storm's hog ran: %s" % (
+            name, idle[0] if idle else "-", IDLE_LOGINS,
+            "; ".join("%s %s" % (x["storm"], ",".join(x.get("hog_cgroups") or ["?"])) for x in a.get("storms", []))))
     wd = results.get("watchdog") or {}
     lines.append("")
     lines.append("watchdog stage (oomguard VM, RuntimeWatchdogSec=%s): reset=%s, sshd banner after %s s, "

@@ -1,23 +1,29 @@
 """Assertions of the memory-exhaustion drill, on the oomguard VM's results.
 
-side_effect.yml leaves the evidence in molecule/drill/output/ (results.json:
-per storm the kernel's OOM victims, the watched services' PIDs before/after,
-new-login, heartbeat and alert latencies; check-oomguard-drill.json: the
-oomguard_check result; watchdog.json: the reset). The control VM's results are
-evidence only: nothing here asserts on them. The tests that use `host` look at
-the oomguard VM live, after the watchdog reset (oomguard must come back by
-itself after a reboot: seed 001).
+side_effect.yml leaves the evidence in molecule/vm/output/ (results.json: per
+storm the kernel's OOM victims and the early killer's kills, the watched services'
+PIDs before/after, the new logins tried during the storm, when memory ran out and
+when the storm was over (guest clock), heartbeat and alert latencies;
+check-oomguard-vm.json: the oomguard_check result; watchdog.json: the reset). The
+control VM's results are evidence only: nothing here asserts on them. The tests
+that use `host` look at the oomguard VM live, after the watchdog reset (oomguard
+must come back by itself after a reboot: seed 001).
+
+The logins tried during each storm and the time from memory running out to the end of
+the storm are measured and printed in the summary; asserting them (issue 14: within 3x
+the idle login, 30 s after memory ran out) waits for the early killer.
 """
 
 import json
 import os
+import re
 import time
 
 import pytest
 
 OUTPUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "output")
-OOMGUARD = "oomguard-drill"
-STORMS = ["a", "b", "c-cron", "c-session"]
+OOMGUARD = "oomguard-vm"
+STORMS = ["a", "b", "c-cron", "c-session", "d-slow", "a-noswap"]
 # Protected services and what the drill calls them in results.json.
 PROTECTED = ["sshd", "cron", "journald", "alertd"]
 
@@ -57,11 +63,17 @@ def test_drill_ran_without_error(run, storms):
 
 
 @pytest.mark.parametrize("storm", STORMS)
-def test_storm_ended_by_the_oom_killer_in_time(storms, storm):
+def test_storm_ended_by_a_killer_in_time(storms, storm):
     s = storms[storm]
     assert not s["timed_out"], "%s: the hog was still running at the hard limit" % storm
     assert s["hog_pids"], "%s: no hog ever started" % storm
-    assert s["victims"], "%s: the kernel log shows no OOM kill" % storm
+    assert s["victims"] or s["early_kills"], "%s: neither the kernel nor the early killer killed" % storm
+
+
+def test_session_storm_ran_in_user_slice(storms):
+    """On a standard Debian server a login is a session scope in user.slice (libpam-systemd)."""
+    cgroups = storms["c-session"]["hog_cgroups"]
+    assert cgroups and all(re.match(r"^/user\.slice/user-0\.slice/session-\d+\.scope$", c) for c in cgroups), cgroups
 
 
 @pytest.mark.parametrize("storm", STORMS)
@@ -75,16 +87,18 @@ def test_no_protected_process_killed(storms, storm):
     assert storms[storm]["protected_killed"] == []
 
 
-@pytest.mark.parametrize("storm", ["c-cron", "c-session"])
-def test_cron_and_session_hogs_were_the_only_victims(storms, storm):
+@pytest.mark.parametrize("storm", ["c-cron", "c-session", "d-slow"])
+def test_cron_session_and_service_hogs_were_the_only_victims(storms, storm):
     s = storms[storm]
     others = [v for v in s["victims"] if not v["hog"] and v["comm"] != "drill-worker"]
+    others += [k for k in s["early_kills"] if not k["hog"]]
     assert others == [], "%s: also killed %s" % (storm, others)
 
 
 def test_fork_storm_stayed_inside_the_expendable_unit(storms):
     s = storms["b"]
     outside = [v for v in s["victims"] if v["scope"] != "memcg" or "app-worker.service" not in (v["memcg"] or "")]
+    outside += [k for k in s["early_kills"] if "app-worker.service" not in k["cgroup"]]
     assert outside == [], "the worker pool's leak reached the rest of the host: %s" % outside
 
 
@@ -92,9 +106,10 @@ def test_fork_storm_stayed_inside_the_expendable_unit(storms):
 def test_hogs_ran_at_their_policy_score(storms, storm, score):
     """Workers expendable (+800); cron jobs and SSH sessions do not inherit -900/-1000.
 
-    The kernel's own record of each killed hog (oom_score_adj in the kill line)."""
-    scores = {v["oom_score_adj"] for v in storms[storm]["victims"] if v["hog"]}
-    assert scores == {score}, "%s: killed hogs had oom_score_adj %s" % (storm, scores)
+    Each hog records its own /proc/self/oom_score_adj when it starts (an early killer
+    leaves no kernel kill line to read it from)."""
+    scores = set(v for v in storms[storm]["hog_oom_score_adj"].values() if v is not None)
+    assert scores == {score}, "%s: hogs ran with oom_score_adj %s" % (storm, scores)
 
 
 @pytest.mark.parametrize("storm", STORMS)
@@ -124,8 +139,9 @@ def test_cron_heartbeat_within_2_minutes(storms, storm):
 @pytest.mark.parametrize("storm", STORMS)
 def test_alert_agent_recorded_the_kill_naming_the_hog(storms, storm):
     s = storms[storm]
-    assert s["alert_latency_s"] is not None, "%s: no oom_kill event in alerts.jsonl (%s)" % (storm, s["alert_kinds"])
-    assert s["alert_names_hog"], "%s: the oom_kill event does not name the hog" % storm
+    assert s["alert_latency_s"] is not None, "%s: no oom_kill/early_kill event in alerts.jsonl (%s)" % (
+        storm, s["alert_kinds"])
+    assert s["alert_names_hog"], "%s: the kill event does not name the hog" % storm
     assert s["snapshot_names_hog"], "%s: no snapshot names the hog" % storm
 
 
@@ -140,7 +156,8 @@ def test_oomguard_check_reports_the_kills_and_no_failure():
     findings = {f["id"]: f for f in check["findings"]}
     kills = findings["oom_kills"]
     assert kills["severity"] == "warn", kills
-    assert kills["evidence"]["oom_kill"] >= len(STORMS), kills["message"]
+    # The no-swap storm at least is the kernel's; with swap the early killer may act first.
+    assert kills["evidence"]["oom_kill"] >= 1, kills["message"]
     assert any(v["comm"] == "drill-hog" for v in kills["evidence"]["victims"]), kills["evidence"]["victims"]
     failed = [f["id"] + ": " + f["message"] for f in check["findings"] if f["severity"] == "fail"]
     assert failed == []

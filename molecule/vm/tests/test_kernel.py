@@ -3,6 +3,10 @@
 If one of these fails, the VM image or QEMU flags are broken, not a role.
 """
 
+import re
+
+import pytest
+
 
 def test_cgroup_v2_unified(host):
     assert host.file("/sys/fs/cgroup/cgroup.controllers").exists
@@ -42,3 +46,23 @@ def test_systemd_is_pid_1_and_booted(host):
 def test_sshd_and_cron_active(host):
     for unit in ("ssh", "cron"):
         assert host.service(unit).is_running, unit
+
+
+def test_swap_file_active(host):
+    """Real servers have swap: the guest has a swap file of at least half its RAM."""
+    swaps = host.file("/proc/swaps").content_string
+    assert "/swapfile" in swaps, swaps
+    meminfo = dict(line.split(":", 1) for line in host.file("/proc/meminfo").content_string.splitlines())
+    swap_kb = int(meminfo["SwapTotal"].split()[0])
+    ram_kb = int(meminfo["MemTotal"].split()[0])
+    assert swap_kb >= ram_kb // 2, (swap_kb, ram_kb)
+
+
+@pytest.mark.parametrize("what, expected", [
+    # The VM is a standard Debian 12 server: libpam-systemd puts a login in a session
+    # scope; cron jobs stay in cron.service (pam_systemd is in the interactive stack only).
+    ("login", r"^/user\.slice/user-0\.slice/session-\d+\.scope$"),
+    ("cron", r"^/system\.slice/cron\.service$"),
+])
+def test_where_logins_and_cron_jobs_run(placement, what, expected):
+    assert re.search(expected, placement[what]), (what, placement)

@@ -1,11 +1,12 @@
-"""memory_limits on a real kernel (QEMU VM, 1 GiB, cgroup v2, no swap).
+"""memory_limits on a real kernel (QEMU VM, 1 GiB, cgroup v2, 768 MiB swap).
 
 1. What the converge applied (the scenario's group_vars: system.slice low 64M) reads back
    from the cgroup and the status says enforced: true.
 2. A memory hog: a test unit whose main process (a small Python parent) forks, one after
    the other, two children that allocate memory gradually up to 160 MiB each. While it runs, the memory_limits
-   role is applied again with `max: 64M` on that unit (ansible-playbook from this test,
-   same inventory). The limit is applied live: the MainPID does not change, the unit's
+   role is applied again with `max: 64M` and `swap_max: 0` on that unit (ansible-playbook
+   from this test, same inventory; without swap_max the guest's swap would take the
+   hog's pages past the limit instead of the OOM killer taking the hog). The limit is applied live: the MainPID does not change, the unit's
    memory.events oom_kill count rises (the child is killed inside the unit's cgroup, the
    parent survives, OOMPolicy=continue), every OOM kill on the host during the test is
    in that cgroup, and sshd keeps its PID with no OOM kill in its cgroup.
@@ -133,7 +134,8 @@ def hog(host, request, ansible_playbook):
             "ssh_pid": int(show(host, ssh, "MainPID")["MainPID"]),
             "ssh_oom_kill": oom_kills(host, ssh_cgroup),
         }
-        run = ansible_playbook(APPLY_ROLE, {"memory_limits_units": [{"name": HOG_UNIT, "max": "64M"}]})
+        limits = [{"name": HOG_UNIT, "max": "64M", "swap_max": 0}]
+        run = ansible_playbook(APPLY_ROLE, {"memory_limits_units": limits})
         # The first child is killed when the limit lands, the second when it reaches 64 MiB.
         wait_for(lambda: "hog parent idle" in host.run("journalctl -u %s --no-pager", HOG_UNIT).stdout,
                  timeout=180)

@@ -2,7 +2,7 @@
 
 Root may lower oom_score_adj here, so every protection must really be enforced. The
 SSH session Testinfra itself uses is a NEW session opened after converge. The kill -9
-test runs last in this file (and this file runs before test_zz_*, which reboots).
+test runs last in this file.
 """
 
 import json
@@ -11,9 +11,9 @@ import time
 import pytest
 
 STATUS = "/var/lib/oomguard/oom_protect.json"
-# Set in this scenario's group_vars: an always-running unit of the image.
-EXPENDABLE_UNIT = "systemd-logind.service"
-EXPENDABLE_SCORE = 300
+# Set in this scenario's group_vars (web): the worker pool stand-in that prepare.yml installs.
+EXPENDABLE_UNIT = "app-worker.service"
+EXPENDABLE_SCORE = 800
 CRON_FILE = "/etc/cron.d/oomguard-test-oom-protect"
 CRON_OUT = "/run/oomguard-test-oom-protect.adj"
 

@@ -10,7 +10,9 @@ one parser, no copies.
   '25%'  | oomguard_bytes(total_bytes)         -> a quarter of total_bytes
   536870912 | oomguard_human                   -> '512 MiB'
   '0.5G' | oomguard_size                       -> '512M' (systemd's form)
-  units | oomguard_memory_plan_errors(total_bytes, reserve, floors) -> [] or messages
+  units | oomguard_memory_plan(slices, login_path, total_bytes) -> one plan (login path merged)
+  plan | oomguard_memory_plan_errors(total_bytes, reserve, floors) -> [] or messages
+  settings | oomguard_early_relief_plan(facts)  -> {engine, reason, files, earlyoom_args, errors, ...}
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,14 +25,22 @@ import sys
 from ansible.errors import AnsibleFilterError
 
 try:
-    from ansible.module_utils.oomguard_memplan import DEFAULT_RESERVE, normalize_entries, validate_plan
+    from ansible.module_utils.oomguard_memplan import (DEFAULT_RESERVE, PlanError, merge_login_path,
+                                                       normalize_entries, validate_plan)
     from ansible.module_utils.oomguard_sizes import SizeError, human_size, parse_size, systemd_size
 except ImportError:  # the controller does not put the configured module_utils on ansible.module_utils
     _MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils")
     if _MODULE_UTILS not in sys.path:
         sys.path.insert(0, _MODULE_UTILS)
-    from oomguard_memplan import DEFAULT_RESERVE, normalize_entries, validate_plan
+    from oomguard_memplan import DEFAULT_RESERVE, PlanError, merge_login_path, normalize_entries, validate_plan
     from oomguard_sizes import SizeError, human_size, parse_size, systemd_size
+
+try:
+    from ansible.module_utils.oomguard_earlyrelief import PlanError as EarlyReliefPlanError
+    from ansible.module_utils.oomguard_earlyrelief import plan as early_relief_plan
+except ImportError:  # see above: module_utils/ is on sys.path by now
+    from oomguard_earlyrelief import PlanError as EarlyReliefPlanError
+    from oomguard_earlyrelief import plan as early_relief_plan
 
 
 def _total(total_bytes):
@@ -66,11 +76,82 @@ def oomguard_size(value, total_bytes=None):
         raise AnsibleFilterError(str(exc))
 
 
-def oomguard_memory_plan_errors(entries, total_bytes, reserve=DEFAULT_RESERVE, floors=None):
+def oomguard_memory_plan(units, slices=None, login_path=None, total_bytes=None,
+                         argument="memory_limits_login_path"):
+    """The memory_limits role's one plan: units, then slices, with the login path merged in.
+
+    An empty login_path gives units + slices unchanged. See
+    oomguard_memplan.merge_login_path() for the rules (the user's settings win; the
+    parent slice, system.slice, is raised to hold the login path's reservations).
+    """
+    try:
+        return merge_login_path(units, slices, login_path or [], _total(total_bytes), argument=argument)
+    except PlanError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+def oomguard_memory_plan_errors(entries, total_bytes, reserve=DEFAULT_RESERVE, floors=None,
+                                reserve_argument="memory_limits_reserve"):
     """Why a list of {name, high, max, swap_max, low, min} would hurt the host ([] when fine)."""
     normalized, errors = normalize_entries(entries, argument="units")
-    _parsed, plan_errors = validate_plan(normalized, _total(total_bytes), reserve, floors)
+    _parsed, plan_errors = validate_plan(normalized, _total(total_bytes), reserve, floors, reserve_argument)
     return errors + plan_errors
+
+
+_EARLY_RELIEF_SETTINGS = ("engine", "kill_slices", "critical_services", "extra_critical_units",
+                          "expendable_services", "swap_used_limit", "memory_pressure_limit",
+                          "memory_pressure_duration", "earlyoom_mem_percent", "earlyoom_swap_percent")
+_EARLY_RELIEF_FACTS = ("cgroup_v2", "systemd_version", "oomd_available", "psi")
+
+
+def _flag(value):
+    """A fact that may arrive templated as text ('True', 'false') as a bool."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "yes", "1")
+    return bool(value)
+
+
+def oomguard_early_relief_plan(settings, facts=None):
+    """The early_relief role's plan from its settings and the host's facts.
+
+    settings: engine, kill_slices, critical_services, extra_critical_units, expendable_services,
+    swap_used_limit, memory_pressure_limit, memory_pressure_duration, earlyoom_mem_percent,
+    earlyoom_swap_percent (the role's variables without the early_relief_ prefix).
+    facts: cgroup_v2, systemd_version, oomd_available, psi (default true).
+    Returns oomguard_earlyrelief.plan()'s dict plus errors: [] when the policy is accepted, else
+    every refusal (then engine none and no files), for the preflight's assert. Malformed
+    arguments (not dicts, unknown keys) raise AnsibleFilterError.
+    """
+    facts = facts or {}
+    if not isinstance(settings, dict) or not isinstance(facts, dict):
+        raise AnsibleFilterError("oomguard_early_relief_plan: settings and facts must be dicts")
+    unknown = sorted(set(settings) - set(_EARLY_RELIEF_SETTINGS)) + sorted(set(facts) - set(_EARLY_RELIEF_FACTS))
+    if unknown:
+        raise AnsibleFilterError("oomguard_early_relief_plan: unknown keys %s; allowed: %s"
+                                 % (", ".join(unknown), ", ".join(_EARLY_RELIEF_SETTINGS + _EARLY_RELIEF_FACTS)))
+    arguments = dict(
+        requested=settings.get("engine", "auto"),
+        cgroup_v2=_flag(facts.get("cgroup_v2", False)),
+        systemd_version=facts.get("systemd_version", 0),
+        oomd_available=_flag(facts.get("oomd_available", False)),
+        psi=_flag(facts.get("psi", True)),
+        kill_slices=settings.get("kill_slices", []),
+        critical_services=settings.get("critical_services") or [],
+        extra_critical_units=settings.get("extra_critical_units") or [],
+        expendable_services=settings.get("expendable_services") or [],
+        swap_used_limit=settings.get("swap_used_limit", 60),
+        pressure_limit=settings.get("memory_pressure_limit", 40),
+        pressure_duration_s=settings.get("memory_pressure_duration", 10),
+        mem_percent=settings.get("earlyoom_mem_percent", 10),
+        swap_percent=settings.get("earlyoom_swap_percent", 40),
+    )
+    try:
+        result = early_relief_plan(**arguments)
+    except EarlyReliefPlanError as exc:
+        return {"engine": "none", "reason": "refused", "package": None, "service": None, "files": {},
+                "earlyoom_args": [], "critical_units": [], "candidates": {}, "errors": exc.errors}
+    result["errors"] = []
+    return result
 
 
 class FilterModule(object):
@@ -79,5 +160,7 @@ class FilterModule(object):
             "oomguard_bytes": oomguard_bytes,
             "oomguard_human": oomguard_human,
             "oomguard_size": oomguard_size,
+            "oomguard_memory_plan": oomguard_memory_plan,
             "oomguard_memory_plan_errors": oomguard_memory_plan_errors,
+            "oomguard_early_relief_plan": oomguard_early_relief_plan,
         }

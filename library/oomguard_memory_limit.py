@@ -79,6 +79,8 @@ options:
       - The low/min protections of the whole plan (this unit included) are summed and must not exceed the
         host's RAM minus I(reserve). Nested units are counted as if disjoint (conservative).
       - Only this module's I(name) is changed; the others are only checked.
+      - Entries may also carry C(optional) and C(origin) (set by the memory_limits role for the login
+        path's reservations); C(origin) is named in a budget refusal, both are otherwise ignored here.
     type: list
     elements: dict
     default: []
@@ -99,6 +101,13 @@ options:
         When false only the drop-in is written (systemd applies it at the next start).
     type: bool
     default: true
+  optional:
+    description:
+      - When the unit is not on this host (C(LoadState) not C(loaded)), report it (C(found=false),
+        C(enforced=false), every setting in C(not_enforceable) with the reason) and write nothing,
+        instead of failing. The plan is still checked as a whole.
+    type: bool
+    default: false
 notes:
   - C(set-property --runtime) also writes systemd's own runtime drop-ins under
     C(/run/systemd/system.control/), which take precedence over C(/etc) until reboot; the module keeps
@@ -135,6 +144,12 @@ EXAMPLES = r"""
     plan:
       - {name: postgresql.service, min: 2G}
 
+- name: Reserve memory for journald where it exists (a login-path unit)
+  oomguard_memory_limit:
+    name: systemd-journald.service
+    min: 64M
+    optional: true
+
 - name: Clear a limit
   oomguard_memory_limit:
     name: worker.service
@@ -147,6 +162,10 @@ unit:
   returned: always
   type: str
   sample: worker.service
+found:
+  description: False when an I(optional) unit is not on this host (nothing was written).
+  returned: always
+  type: bool
 dropin:
   description: Path of the drop-in.
   returned: always
@@ -259,6 +278,7 @@ def build_argument_spec():
         reserve=dict(type="raw", default=DEFAULT_RESERVE),
         floors=dict(type="dict"),
         live=dict(type="bool", default=True),
+        optional=dict(type="bool", default=False),
     )
 
 
@@ -298,6 +318,10 @@ def plan_from_params(params):
     others, errors = normalize_entries(params["plan"], argument="plan")
     if errors:
         raise UnitNameError("; ".join(errors))
+    # Who added protection to this unit (the role's login path), for the budget refusal.
+    origins = [entry["origin"] for entry in others if entry["name"] == unit and entry.get("origin")]
+    if origins:
+        this["origin"] = origins[0]
     entries = [entry for entry in others if entry["name"] != unit] + [this]
     return unit, entries
 
@@ -342,12 +366,14 @@ def run(module, proc="/proc", dropin_dir=DROPIN_DIR, page_size=None):
 
     systemctl = Systemctl(module)
     before_show = systemctl.show(unit)
+    path = dropin_path(unit, DROPIN_NAME, dropin_dir)
+    if before_show.get("LoadState") != "loaded" and params["optional"]:
+        return _absent(unit, path, settings, read_hierarchy(proc), before_show.get("LoadState"))
     if before_show.get("LoadState") != "loaded":
         module.fail_json(msg="name: %s is not a unit systemd knows (LoadState=%s); allowed: an existing "
                              ".service or .slice" % (unit, before_show.get("LoadState") or "unknown"),
                          unit=unit)
 
-    path = dropin_path(unit, DROPIN_NAME, dropin_dir)
     old = read_text(path)
     new = render_memory_dropin(unit, settings)
     dropin_changed = old != new
@@ -359,7 +385,7 @@ def run(module, proc="/proc", dropin_dir=DROPIN_DIR, page_size=None):
     targets, unsupported = memory_targets(version, settings, swap_accounting=accounting)
     direct = [target for target in targets if target["via"] == "direct"]
 
-    result = dict(changed=False, unit=unit, dropin=path, hierarchy=dict(mode=hierarchy["mode"], memory=version),
+    result = dict(changed=False, found=True, unit=unit, dropin=path, hierarchy=dict(mode=hierarchy["mode"], memory=version),
                   settings=settings, unsupported=unsupported)
     result["diff"] = [
         dict(before_header=path, after_header=path, before=old or "", after=new),
@@ -446,6 +472,17 @@ def run(module, proc="/proc", dropin_dir=DROPIN_DIR, page_size=None):
         main_pid=dict(before=_int(before_show.get("MainPID")), after=_int(after_show.get("MainPID"))),
     )
     return result
+
+
+def _absent(unit, path, settings, hierarchy, load_state):
+    """The report for an optional unit this host does not have: nothing written, nothing enforced."""
+    reason = "%s is not on this host (LoadState=%s): skipped, nothing written (optional)" % (
+        unit, load_state or "unknown")
+    return dict(changed=False, found=False, unit=unit, dropin=path, settings=settings,
+                hierarchy=dict(mode=hierarchy["mode"], memory=hierarchy["memory"]), cgroup=None, applied=[],
+                unsupported=[], not_enforceable=[dict(setting=name, reason=reason) for name in SETTINGS
+                                                 if settings.get(name) is not None],
+                enforced=False, reason=reason, main_pid=dict(before=None, after=None), diff=[])
 
 
 def _int(value):

@@ -38,6 +38,10 @@ PROPERTIES = {
 }
 LIMITS = ("high", "max", "swap_max")
 PROTECTIONS = ("low", "min")
+# Keys a plan entry may carry besides its settings (merge_login_path() sets them):
+#   optional  the unit may be missing on the host: reported, not refused (login-path units)
+#   origin    who added protection to the entry (named in the budget refusal)
+META_KEYS = ("name", "optional", "origin")
 
 DROPIN_NAME = "50-oomguard-memory.conf"
 SECTIONS = {"service": "Service", "slice": "Slice"}
@@ -70,7 +74,7 @@ def section_for(unit):
 def parse_settings(entry, total_bytes, where="unit"):
     """{setting: bytes | INFINITY | None} from a dict of size strings; raises PlanError."""
     result = {}
-    unknown = sorted(set(entry) - set(SETTINGS) - {"name"})
+    unknown = sorted(set(entry) - set(SETTINGS) - set(META_KEYS))
     if unknown:
         raise PlanError("%s: unknown setting(s) %s; allowed: %s" % (where, ", ".join(unknown), ", ".join(SETTINGS)))
     for name in SETTINGS:
@@ -131,20 +135,31 @@ def protection(settings):
     return max(values)
 
 
-def budget_errors(plan, total_bytes, reserve_bytes):
+def budget_errors(plan, total_bytes, reserve_bytes, origins=None, reserve_argument="reserve"):
     """low/min summed across the whole plan must leave reserve_bytes of RAM unprotected.
 
     plan: [(unit, settings)]. Nested units (a service inside a protected slice) are
     counted as if disjoint: conservative, a plan is refused rather than over-committed.
+    origins: {unit: who added protection to it}, named in the refusal so the user knows
+    which variable to lower; reserve_argument: the reserve's name in the message.
     """
     total = sum(protection(settings) for _unit, settings in plan)
     budget = max(total_bytes - reserve_bytes, 0)
-    if total > budget:
-        parts = ", ".join("%s %s" % (unit, human_size(protection(settings)))
-                          for unit, settings in plan if protection(settings))
-        return ["low/min protections sum to %s (%s), over RAM %s minus reserve %s = %s"
-                % (_show(total), parts, _show(total_bytes), _show(reserve_bytes), _show(budget))]
-    return []
+    if total <= budget:
+        return []
+    parts = ", ".join("%s %s" % (unit, human_size(protection(settings)))
+                      for unit, settings in plan if protection(settings))
+    message = ("low/min protections sum to %s (%s), over RAM %s minus %s %s = %s"
+               % (_show(total), parts, _show(total_bytes), reserve_argument, _show(reserve_bytes), _show(budget)))
+    added = {}
+    for unit, settings in plan:
+        origin = (origins or {}).get(unit)
+        if origin and protection(settings):
+            added.setdefault(origin, []).append("%s %s" % (unit, human_size(protection(settings))))
+    for origin in sorted(added):
+        message += ("; %s protects %s of it: lower those sizes or turn it off, or lower %s"
+                    % (origin, ", ".join(added[origin]), reserve_argument))
+    return [message]
 
 
 def parse_floors(floors, total_bytes):
@@ -179,10 +194,11 @@ def normalize_entries(entries, default_suffix="service", argument="name"):
     return result, errors
 
 
-def validate_plan(entries, total_bytes, reserve=DEFAULT_RESERVE, floors=None):
+def validate_plan(entries, total_bytes, reserve=DEFAULT_RESERVE, floors=None, reserve_argument="reserve"):
     """Check a whole plan (every unit and slice managed together).
 
-    entries: [{name, high, max, swap_max, low, min}] with unit names already normalised.
+    entries: [{name, high, max, swap_max, low, min}] with unit names already normalised
+    (and optionally the META_KEYS optional and origin).
     Returns (parsed, errors): parsed is [(name, settings)] for the entries that parsed,
     errors a list of messages; a plan with errors must not be applied at all.
     """
@@ -197,6 +213,7 @@ def validate_plan(entries, total_bytes, reserve=DEFAULT_RESERVE, floors=None):
         return [], [str(exc)]
     parsed = []
     seen = set()
+    origins = {}
     for entry in entries:
         name = entry.get("name")
         if not name:
@@ -213,7 +230,9 @@ def validate_plan(entries, total_bytes, reserve=DEFAULT_RESERVE, floors=None):
             continue
         errors.extend(unit_errors(name, settings, floors_bytes))
         parsed.append((name, settings))
-    errors.extend(budget_errors(parsed, total_bytes, reserve_bytes))
+        if entry.get("origin"):
+            origins[name] = entry["origin"]
+    errors.extend(budget_errors(parsed, total_bytes, reserve_bytes, origins, reserve_argument))
     return parsed, errors
 
 
@@ -271,3 +290,126 @@ def desired_show(settings):
     for name in requested(settings):
         result[PROPERTIES[name]] = show_value(settings[name])
     return result
+
+
+# --- the login path: reservations for what a login needs, merged into the plan -----------
+
+# Where the login path's services run: the slice whose own protection caps theirs.
+LOGIN_PATH_PARENT = "system.slice"
+_MIB = 1024 * 1024
+
+
+def _unit_name(entry, default_suffix):
+    """The entry's unit name with its suffix, or None when it is not valid (refused elsewhere)."""
+    if not isinstance(entry, dict):
+        return None
+    try:
+        return normalize_unit_name(entry.get("name"), default_suffix=default_suffix, allowed_suffixes=tuple(SECTIONS))
+    except UnitNameError:
+        return None
+
+
+def _protection_bytes(entry, name, total_bytes, where):
+    """(bytes, is_percent) of a low/min value; (0, False) when not set."""
+    value = entry.get(name)
+    if value is None:
+        return 0, False
+    try:
+        size = parse_size(value, total_bytes=total_bytes, allow_infinity=False, name="%s %s" % (where, name))
+    except SizeError as exc:
+        raise PlanError(str(exc))
+    return size, str(value).strip().endswith("%")
+
+
+def _login_entries(login_path, argument):
+    """The login path's entries, validated: services with min and/or low only."""
+    entries, errors = normalize_entries(login_path, argument=argument)
+    for index, entry in enumerate(entries):
+        where = "%s[%d] (%s)" % (argument, index, entry["name"])
+        if section_for(entry["name"]) != "Service":
+            errors.append("%s: the login path lists services; slices go in the slices list" % where)
+        extra = sorted(set(entry) - {"name"} - set(PROTECTIONS))
+        if extra:
+            errors.append("%s: %s not allowed; a login-path entry reserves memory with min and/or low only"
+                          % (where, ", ".join(extra)))
+        if all(entry.get(name) is None for name in PROTECTIONS):
+            errors.append("%s: set min (hard protection) or low (best effort)" % where)
+    if errors:
+        raise PlanError("; ".join(errors))
+    return entries
+
+
+def merge_login_path(units, slices, login_path=(), total_bytes=None, parent=LOGIN_PATH_PARENT,
+                     argument="login_path"):
+    """One plan from the user's units and slices and the login path's reservations.
+
+    units, slices: the user's entries ({name, high, max, swap_max, low, min}).
+    login_path: [{name, min and/or low}], the services a login needs.
+    An empty login_path returns units + slices unchanged (the plan without the login path).
+    Otherwise:
+      - a login-path unit the user also lists in units is merged into the user's entry,
+        the user's own setting winning (min: 0 there clears that reservation);
+      - every other login-path unit is added after the user's units, with optional: True
+        (a host without it reports it as not enforced instead of refusing the plan);
+      - parent (system.slice, where these services run) gets a min at least the sum of
+        the login-path units' min and a low at least the sum of their low: in cgroup v2 a
+        child's memory.min/low is effective only up to its parent's effective protection.
+        The user's own parent entry keeps a value already as large, is raised otherwise;
+        without one the parent is added after the slices. A unit moved to another slice
+        with Slice= is not followed.
+    Entries that got protection from the login path carry origin: argument, named by the
+    budget refusal. total_bytes resolves N% sizes; a sum with percentages is rounded up to
+    whole MiB plus 1 MiB for each (the controller may know the RAM only to the MiB).
+    Raises PlanError for a malformed login-path entry.
+    """
+    units = [dict(entry) if isinstance(entry, dict) else entry for entry in units or []]
+    slices = [dict(entry) if isinstance(entry, dict) else entry for entry in slices or []]
+    if not login_path:
+        return units + slices
+    index_of = {}
+    for index, entry in enumerate(units):
+        index_of.setdefault(_unit_name(entry, "service"), index)
+    added = []
+    final = []
+    for entry in _login_entries(login_path, argument):
+        reserve = dict((name, entry[name]) for name in PROTECTIONS if entry.get(name) is not None)
+        index = index_of.get(entry["name"])
+        if index is None:
+            merged = dict(reserve, name=entry["name"], optional=True, origin=argument)
+            added.append(merged)
+        else:
+            user = units[index]
+            merged = dict(reserve)
+            merged.update(user)
+            if any(name not in user for name in reserve):
+                merged["origin"] = argument
+            units[index] = merged
+        final.append(merged)
+    need = {}
+    for name in PROTECTIONS:
+        sizes = [_protection_bytes(entry, name, total_bytes, entry["name"]) for entry in final]
+        total = sum(size for size, _percent in sizes)
+        percents = len([1 for _size, percent in sizes if percent])
+        if percents:
+            total = -(-(total + percents * _MIB) // _MIB) * _MIB
+        need[name] = total
+    slices = _raise_parent(slices, parent, need, total_bytes, argument)
+    return units + added + slices
+
+
+def _raise_parent(slices, parent, need, total_bytes, argument):
+    """slices with parent's min/low raised to need (bytes), or parent added with them."""
+    wanted = dict((name, value) for name, value in need.items() if value)
+    if not wanted:
+        return slices
+    for index, entry in enumerate(slices):
+        if _unit_name(entry, "slice") != parent:
+            continue
+        raised = dict(entry)
+        for name, value in sorted(wanted.items()):
+            if _protection_bytes(entry, name, total_bytes, parent)[0] < value:
+                raised[name] = format_size(value)
+                raised["origin"] = argument
+        return slices[:index] + [raised] + slices[index + 1:]
+    entry = dict((name, format_size(value)) for name, value in wanted.items())
+    return slices + [dict(entry, name=parent, origin=argument)]

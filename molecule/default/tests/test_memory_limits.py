@@ -6,6 +6,9 @@ say enforced: false with a reason, never claim a setting that the cgroup does no
 The scenario's group_vars set:
   memory_limits_units:  cron.service  high 192M, max 256M
   memory_limits_slices: user.slice    max 50%;  system.slice  low 64M
+and the role's default login path (memory_limits_login_path) adds MemoryMin to ssh (32M),
+systemd-logind (16M), dbus (16M) and journald (64M), and raises system.slice's min to their
+sum (128M). cgroup v1 has no memory.min or memory.low: those are reported as unsupported.
 """
 
 import json
@@ -30,12 +33,21 @@ def mem_total(host):
     raise AssertionError("no MemTotal")
 
 
+LOGIN_PATH = {"ssh.service": "32M", "systemd-logind.service": "16M", "dbus.service": "16M",
+              "systemd-journald.service": "64M"}
+UNITS = ["cron.service", "user.slice", "system.slice"] + sorted(LOGIN_PATH)
+
+
 def expected(host):
-    return {
+    result = {
         "cron.service": ("Service", [("MemoryHigh", "192M"), ("MemoryMax", "256M")]),
         "user.slice": ("Slice", [("MemoryMax", format_size(mem_total(host) // 2))]),
-        "system.slice": ("Slice", [("MemoryLow", "64M")]),
+        # The user's low kept, the min raised to the login path's sum (32+16+16+64 MiB).
+        "system.slice": ("Slice", [("MemoryLow", "64M"), ("MemoryMin", "128M")]),
     }
+    for unit, size in LOGIN_PATH.items():
+        result[unit] = ("Service", [("MemoryMin", size)])
+    return result
 
 
 def status(host):
@@ -47,7 +59,7 @@ def show(host, unit, *props):
     return parse_show(host.check_output("systemctl show %s %s" % (unit, args)))
 
 
-@pytest.mark.parametrize("unit", ["cron.service", "user.slice", "system.slice"])
+@pytest.mark.parametrize("unit", UNITS)
 def test_dropin_written(host, unit):
     path = "/etc/systemd/system/%s.d/50-oomguard-memory.conf" % unit
     dropin = host.file(path)
@@ -57,7 +69,7 @@ def test_dropin_written(host, unit):
     assert parse_unit_file(dropin.content_string) == {section: [("MemoryAccounting", "yes")] + settings}
 
 
-@pytest.mark.parametrize("unit", ["cron.service", "user.slice", "system.slice"])
+@pytest.mark.parametrize("unit", UNITS)
 def test_systemd_holds_the_properties(host, unit):
     _section, settings = expected(host)[unit]
     props = show(host, unit, "MemoryAccounting", *[key for key, _ in settings])
@@ -78,7 +90,8 @@ def test_default_memory_accounting(host):
 
 def test_status_reports_not_enforced_with_reasons(host):
     report = status(host)["units"]
-    assert sorted(report) == ["cron.service", "system.slice", "user.slice"]
+    assert sorted(report) == ["cron.service", "dbus.service", "ssh.service", "system.slice",
+                              "systemd-journald.service", "systemd-logind.service", "user.slice"]
     for unit, entry in report.items():
         assert entry["enforced"] is False, (unit, entry)
         assert entry["reason"], (unit, entry)
@@ -94,10 +107,14 @@ def test_status_matches_the_hierarchy(host):
     for unit, entry in status(host)["units"].items():
         assert entry["hierarchy"]["memory"] == hierarchy["memory"]
         if hierarchy["memory"] == "v1":
-            # memory.low does not exist on cgroup v1: reported, not pretended.
+            # memory.low and memory.min do not exist on cgroup v1: reported, not pretended.
             if unit == "system.slice":
-                assert [u["setting"] for u in entry["unsupported"]] == ["low"]
+                assert [u["setting"] for u in entry["unsupported"]] == ["low", "min"]
                 assert "memory.low" in entry["unsupported"][0]["reason"]
+                assert "memory.min" in entry["unsupported"][1]["reason"]
+            if unit in LOGIN_PATH:
+                assert [u["setting"] for u in entry["unsupported"]] == ["min"], entry
+                assert entry["applied"] == [] and entry["not_enforceable"] == [], entry
 
 
 def test_nothing_claimed_that_the_cgroup_does_not_show(host):
@@ -111,8 +128,10 @@ def test_nothing_claimed_that_the_cgroup_does_not_show(host):
             assert value == item["readback"], (unit, item)
 
 
-def test_cron_running_and_ssh_untouched(host):
+def test_cron_running_and_ssh_only_reserved(host):
+    """ssh gets the login path's reservation and nothing that could limit it."""
     assert host.service("cron").is_running
     assert host.service("ssh").is_running
-    assert not host.file("/etc/systemd/system/ssh.service.d/50-oomguard-memory.conf").exists
-    assert show(host, "ssh.service", "MemoryMax")["MemoryMax"] == "infinity"
+    props = show(host, "ssh.service", "MemoryMax", "MemoryHigh", "MemoryMin")
+    assert props["MemoryMax"] == "infinity" and props["MemoryHigh"] == "infinity"
+    assert props["MemoryMin"] == str(32 * MIB)

@@ -211,3 +211,29 @@ def test_rest_of_host_untouched(hog):
     assert int(after["ssh"]["MainPID"]) == before["ssh_pid"], after["ssh_journal"]
     assert after["ssh"]["ActiveState"] == "active"
     assert after["ssh_oom_kill"] == before["ssh_oom_kill"]
+
+
+# The memory_limits role's default login path (defaults/main.yml); system.slice must hold
+# their sum, because a child's memory.min is effective only up to its parent's.
+LOGIN_PATH_MIN = {"ssh.service": 32 << 20, "systemd-logind.service": 16 << 20, "dbus.service": 16 << 20,
+                  "systemd-journald.service": 64 << 20}
+
+
+def test_login_path_reserved(host):
+    """memory.min of the login path's units and of system.slice read back as planned (cgroup v2)."""
+    assert ssh_unit(host) == "ssh.service"  # Debian: the role picks ssh.service by os_family
+    status = json.loads(host.file(STATUS).content_string)["units"]
+    readback = {}
+    for unit in sorted(LOGIN_PATH_MIN) + ["system.slice"]:
+        group = "/sys/fs/cgroup" + show(host, unit, "ControlGroup")["ControlGroup"]
+        readback[unit] = {"min": int(host.file(group + "/memory.min").content_string.strip()),
+                          "current": memory_current(host, group)}
+    # The units' memory.current beside their reservation: the figures to size the defaults from.
+    print("login path memory.min / memory.current: %s" % json.dumps(readback, sort_keys=True))
+    for unit, wanted in LOGIN_PATH_MIN.items():
+        assert readback[unit]["min"] == wanted, readback
+        assert status[unit]["enforced"] is True, status[unit]
+    assert readback["system.slice"]["min"] == sum(LOGIN_PATH_MIN.values()), readback
+    # The scenario's own low on system.slice is kept beside the raised min.
+    assert host.file("/sys/fs/cgroup/system.slice/memory.low").content_string.strip() == str(64 << 20)
+    assert "MemoryMin=128M" in host.file("/etc/systemd/system/system.slice.d/50-oomguard-memory.conf").content_string

@@ -4,7 +4,8 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 import oomguard
-from oomguard import oomguard_bytes, oomguard_human, oomguard_memory_plan_errors, oomguard_size
+from oomguard import (oomguard_bytes, oomguard_human, oomguard_memory_plan, oomguard_memory_plan_errors,
+                      oomguard_size)
 
 GIB = 1024 ** 3
 RAM = 4 * GIB
@@ -12,7 +13,8 @@ RAM = 4 * GIB
 
 def test_registered_filters():
     filters = oomguard.FilterModule().filters()
-    assert set(filters) >= {"oomguard_bytes", "oomguard_human", "oomguard_size", "oomguard_memory_plan_errors"}
+    assert set(filters) >= {"oomguard_bytes", "oomguard_human", "oomguard_size", "oomguard_memory_plan",
+                            "oomguard_memory_plan_errors"}
     assert filters["oomguard_bytes"] is oomguard_bytes
 
 
@@ -80,3 +82,112 @@ def test_plan_errors():
     assert "low/min protections sum to 4 GiB" in text
     assert oomguard_memory_plan_errors([{"name": "db", "min": "3G"}], RAM, "1.5G") != []
     assert oomguard_memory_plan_errors([{"name": "ssh", "max": "32M"}], RAM, floors={}) == []
+
+
+# The memory_limits role's defaults (defaults/main.yml), ssh by os_family resolved.
+LOGIN = [{"name": "ssh.service", "min": "32M"}, {"name": "systemd-logind.service", "min": "16M"},
+         {"name": "dbus.service", "min": "16M"}, {"name": "systemd-journald.service", "min": "64M"}]
+MIB = 1024 ** 2
+UNITS = [{"name": "app-worker.service", "max": "320M", "swap_max": 0}]
+SLICES = [{"name": "user.slice", "max": "60%", "swap_max": 0}, {"name": "system.slice", "low": "64M"}]
+
+
+@pytest.mark.parametrize("login, expected_names, system_slice", [
+    # disabled: the old plan exactly
+    ([], ["app-worker.service", "user.slice", "system.slice"], {"name": "system.slice", "low": "64M"}),
+    # enabled: four optional units, system.slice's low kept and its min raised to the sum
+    (LOGIN, ["app-worker.service", "ssh.service", "systemd-logind.service", "dbus.service",
+             "systemd-journald.service", "user.slice", "system.slice"],
+     {"name": "system.slice", "low": "64M", "min": "128M", "origin": "memory_limits_login_path"}),
+])
+def test_memory_plan(login, expected_names, system_slice):
+    plan = oomguard_memory_plan(UNITS, SLICES, login, RAM)
+    assert [entry["name"] for entry in plan] == expected_names
+    assert plan[-1] == system_slice
+    if not login:
+        assert plan == UNITS + SLICES
+
+
+def test_memory_plan_without_login_path_argument():
+    assert oomguard_memory_plan(UNITS, SLICES) == UNITS + SLICES
+
+
+def test_memory_plan_bad_login_path():
+    with pytest.raises(AnsibleFilterError, match=r"memory_limits_login_path\[0\] \(ssh.service\): max not allowed"):
+        oomguard_memory_plan([], [], [{"name": "ssh", "max": "1G"}], RAM)
+
+
+@pytest.mark.parametrize("ram, refused", [(512 * MIB, True), (1024 * MIB, False), (RAM, False)])
+def test_login_path_checked_against_the_hosts_ram(ram, refused):
+    plan = oomguard_memory_plan(UNITS, SLICES, LOGIN, ram)
+    errors = oomguard_memory_plan_errors(plan, ram, "512M")
+    assert bool(errors) is refused, errors
+    if refused:
+        assert "memory_limits_login_path" in errors[0]
+        assert "memory_limits_reserve" in errors[0]
+    # disabled, the same small host passes as before
+    assert oomguard_memory_plan_errors(oomguard_memory_plan(UNITS, SLICES, [], ram), ram, "256M") == []
+
+
+# --- oomguard_early_relief_plan: the early_relief role's plan and refusals ---
+
+from oomguard import oomguard_early_relief_plan  # noqa: E402
+
+EARLY_RELIEF = {"engine": "auto", "kill_slices": ["system.slice", "user.slice"], "critical_services": [],
+                "extra_critical_units": [], "expendable_services": [], "swap_used_limit": 60,
+                "memory_pressure_limit": 40, "memory_pressure_duration": 10, "earlyoom_mem_percent": 5,
+                "earlyoom_swap_percent": 10}
+
+
+def test_early_relief_plan_is_registered_and_uses_the_shared_planner():
+    from ansible.module_utils import oomguard_earlyrelief
+    assert oomguard.FilterModule().filters()["oomguard_early_relief_plan"] is oomguard_early_relief_plan
+    assert oomguard.early_relief_plan is oomguard_earlyrelief.plan
+
+
+@pytest.mark.parametrize("facts, engine", [
+    ({"cgroup_v2": True, "systemd_version": 252, "oomd_available": True}, "systemd-oomd"),
+    # facts as a template may deliver them, as text
+    ({"cgroup_v2": "True", "systemd_version": "252", "oomd_available": "true"}, "systemd-oomd"),
+    ({"cgroup_v2": "False", "systemd_version": "252", "oomd_available": "True"}, "earlyoom"),
+    ({"cgroup_v2": True, "systemd_version": 247, "oomd_available": True}, "earlyoom"),
+    (None, "earlyoom"),
+])
+def test_early_relief_plan_engine(facts, engine):
+    result = oomguard_early_relief_plan(EARLY_RELIEF, facts)
+    assert result["engine"] == engine
+    assert result["errors"] == []
+    assert set(result) >= {"engine", "reason", "files", "earlyoom_args"}
+    assert all(content.startswith("# Managed by oomguard (early_relief)") for content in result["files"].values())
+
+
+def test_early_relief_plan_follows_oom_protect():
+    settings = dict(EARLY_RELIEF, critical_services=[{"unit": "postgresql.service", "score": -900}],
+                    expendable_services=[{"process": "batch-runner"}])
+    oomd = oomguard_early_relief_plan(settings, {"cgroup_v2": True, "systemd_version": 252, "oomd_available": True})
+    assert "/etc/systemd/system/postgresql.service.d/50-oomguard-early-relief.conf" in oomd["files"]
+    early = oomguard_early_relief_plan(dict(settings, engine="earlyoom"))
+    assert early["earlyoom_args"][early["earlyoom_args"].index("--prefer") + 1] == "^(batch-runner)$"
+    assert "postgresql" in early["earlyoom_args"][early["earlyoom_args"].index("--avoid") + 1]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"engine": "fast"}, "early_relief_engine: 'fast' is not allowed"),
+    ({"kill_slices": []}, "early_relief_kill_slices: no candidate slice at all"),
+    ({"expendable_services": [{"unit": "cron.service"}]}, "cron.service is critical"),
+    ({"memory_pressure_duration": 0}, "early_relief_memory_pressure_duration: 0 is out of range"),
+])
+def test_early_relief_plan_returns_the_refusals(change, message):
+    result = oomguard_early_relief_plan(dict(EARLY_RELIEF, **change))
+    assert result["engine"] == "none" and result["files"] == {}
+    assert any(message in error for error in result["errors"])
+
+
+@pytest.mark.parametrize("settings, facts, message", [
+    ("auto", None, "settings and facts must be dicts"),
+    ({"engin": "auto"}, None, "unknown keys engin"),
+    (EARLY_RELIEF, {"cgroup": True}, "unknown keys cgroup"),
+])
+def test_early_relief_plan_malformed_arguments(settings, facts, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        oomguard_early_relief_plan(settings, facts)

@@ -400,3 +400,52 @@ def test_v1_memsw_write_order(current, value, first):
     target = {"setting": "swap_max", "file": "memory.memsw.limit_in_bytes", "value": value}
     before, after = mod._direct_order([target], {"memory.memsw.limit_in_bytes": current})
     assert (before == [target]) is first and (after == [target]) is (not first)
+
+
+# --- the login path (the memory_limits role's merged plan) ---------------------------------
+
+LOGIN_PLAN = [
+    {"name": "ssh.service", "min": "32M", "optional": True, "origin": "memory_limits_login_path"},
+    {"name": "dbus.service", "min": "16M", "optional": True, "origin": "memory_limits_login_path"},
+    {"name": "system.slice", "min": "48M", "origin": "memory_limits_login_path"},
+]
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_optional_unit_missing_is_reported_not_refused(tmp_path, check_mode):
+    tree, systemd = setup(tmp_path)
+    result = run(tree, systemd, check_mode=check_mode, name="dbus.service", min="16M", optional=True,
+                 plan=LOGIN_PLAN)
+    assert result["changed"] is False and result["found"] is False
+    assert result["enforced"] is False
+    assert "dbus.service is not on this host (LoadState=not-found): skipped" in result["reason"]
+    assert [entry["setting"] for entry in result["not_enforceable"]] == ["min"]
+    assert not os.path.exists(result["dropin"])
+    assert [call[0] for call in systemd.calls] == ["show"]
+
+
+def test_optional_is_ignored_for_a_unit_that_exists(tmp_path):
+    tree, systemd = setup(tmp_path)
+    result = run(tree, systemd, name="worker", min="16M", optional=True)
+    assert result["found"] is True and result["enforced"] is True
+    assert read(os.path.join(tree.cgroup, "system.slice", "worker.service", "memory.min")).strip() == str(16 << 20)
+
+
+def test_v1_login_path_min_is_reported_unsupported(tmp_path):
+    """cgroup v1 has no memory.min: the drop-in is written, the report stays honest."""
+    tree, systemd = setup(tmp_path, version="v1")
+    result = run(tree, systemd, name="worker", min="32M", optional=True, plan=LOGIN_PLAN)
+    assert result["enforced"] is False
+    assert [entry["setting"] for entry in result["unsupported"]] == ["min"]
+    assert result["applied"] == [] and result["not_enforceable"] == []
+    assert "memory.min" in result["reason"]
+    assert "MemoryMin=32M" in read(result["dropin"])
+    assert run(tree, systemd, name="worker", min="32M", optional=True, plan=LOGIN_PLAN)["changed"] is False
+
+
+def test_refusal_names_the_login_path(tmp_path):
+    tree, systemd = setup(tmp_path)
+    plan = [dict(entry, min="200M") for entry in LOGIN_PLAN]
+    with pytest.raises(FailJson) as info:
+        run(tree, systemd, name="worker", max="64M", plan=plan)
+    assert "memory_limits_login_path protects ssh.service 200 MiB" in info.value.args[0]["msg"]

@@ -6,6 +6,7 @@ from ansible.module_utils.oomguard_memplan import (
     DEFAULT_FLOORS,
     PlanError,
     budget_errors,
+    merge_login_path,
     desired_show,
     normalize_entries,
     parse_settings,
@@ -162,3 +163,98 @@ def test_normalize_entries():
     assert [entry["name"] for entry in entries] == ["ssh.service", "user.slice"]
     assert entries[0]["max"] == "1G"
     assert len(errors) == 3 and errors[0].startswith("units[2].name")
+
+
+# --- the login path -------------------------------------------------------------------
+
+LOGIN = [{"name": "ssh.service", "min": "32M"}, {"name": "systemd-logind", "min": "16M"},
+         {"name": "dbus.service", "min": "16M"}, {"name": "systemd-journald.service", "min": "64M"}]
+ADDED = {"optional": True, "origin": "login_path"}
+
+
+@pytest.mark.parametrize("units, slices, login, expected", [
+    # disabled (empty login path): exactly units + slices
+    ([{"name": "w", "max": "1G"}], [{"name": "user.slice", "max": "60%"}], [],
+     [{"name": "w", "max": "1G"}, {"name": "user.slice", "max": "60%"}]),
+    # no user entries: units added as optional, system.slice added with the sum
+    ([], [], LOGIN,
+     [dict(ADDED, name="ssh.service", min="32M"), dict(ADDED, name="systemd-logind.service", min="16M"),
+      dict(ADDED, name="dbus.service", min="16M"), dict(ADDED, name="systemd-journald.service", min="64M"),
+      {"name": "system.slice", "min": "128M", "origin": "login_path"}]),
+    # the user lists ssh with a max: merged (not optional), the user's max kept
+    ([{"name": "ssh", "max": "256M"}], [], LOGIN[:1],
+     [{"name": "ssh", "max": "256M", "min": "32M", "origin": "login_path"},
+      {"name": "system.slice", "min": "32M", "origin": "login_path"}]),
+    # the user's own min wins, and the parent holds the user's value
+    ([{"name": "ssh.service", "min": "48M"}], [], LOGIN[:1],
+     [{"name": "ssh.service", "min": "48M"}, {"name": "system.slice", "min": "48M", "origin": "login_path"}]),
+    # min: 0 in the user's entry drops the reservation: nothing to raise
+    ([{"name": "ssh.service", "min": 0}], [], LOGIN[:1], [{"name": "ssh.service", "min": 0}]),
+    # the user's system.slice is larger already: kept as written (a percentage too)
+    ([], [{"name": "system.slice", "min": "5%", "low": "1G"}], LOGIN[:1],
+     [dict(ADDED, name="ssh.service", min="32M"), {"name": "system.slice", "min": "5%", "low": "1G"}]),
+    # the user's system.slice is smaller: raised, its other settings kept, in its place
+    ([], [{"name": "system", "low": "64M", "min": "8M"}, {"name": "user.slice", "max": "60%"}], LOGIN,
+     [dict(ADDED, name="ssh.service", min="32M"), dict(ADDED, name="systemd-logind.service", min="16M"),
+      dict(ADDED, name="dbus.service", min="16M"), dict(ADDED, name="systemd-journald.service", min="64M"),
+      {"name": "system", "low": "64M", "min": "128M", "origin": "login_path"},
+      {"name": "user.slice", "max": "60%"}]),
+    # low (best effort) entries raise system.slice's low, min entries its min
+    ([], [{"name": "system.slice", "low": "16M"}], [{"name": "ssh", "low": "32M"}, {"name": "dbus", "min": "8M"}],
+     [dict(ADDED, name="ssh.service", low="32M"), dict(ADDED, name="dbus.service", min="8M"),
+      {"name": "system.slice", "low": "32M", "min": "8M", "origin": "login_path"}]),
+    # a percentage in the sum (1% of 4 GiB = 40.96 MiB): plus 1 MiB, rounded up to whole MiB
+    ([{"name": "ssh", "min": "1%"}], [], LOGIN[:1],
+     [{"name": "ssh", "min": "1%"}, {"name": "system.slice", "min": "42M", "origin": "login_path"}]),
+])
+def test_merge_login_path(units, slices, login, expected):
+    assert merge_login_path(units, slices, login, total_bytes=RAM) == expected
+
+
+def test_merge_login_path_leaves_the_inputs_alone():
+    units = [{"name": "ssh", "max": "256M"}]
+    slices = [{"name": "system.slice", "low": "8M"}]
+    merge_login_path(units, slices, LOGIN, total_bytes=RAM)
+    assert units == [{"name": "ssh", "max": "256M"}] and slices == [{"name": "system.slice", "low": "8M"}]
+
+
+@pytest.mark.parametrize("login, message", [
+    ([{"name": "user.slice", "min": "8M"}], "login_path[0] (user.slice): the login path lists services"),
+    ([{"name": "ssh", "max": "8M"}], "login_path[0] (ssh.service): max not allowed"),
+    ([{"name": "ssh"}], "set min (hard protection) or low (best effort)"),
+    ([{"name": "bad unit", "min": "8M"}], "login_path[0].name"),
+    ([{"name": "ssh", "min": "lots"}], "ssh.service min: 'lots' is not a size"),
+    ([{"name": "ssh", "min": "infinity"}], "is not allowed here"),
+])
+def test_merge_login_path_refuses(login, message):
+    with pytest.raises(PlanError) as info:
+        merge_login_path([], [], login, total_bytes=RAM)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("ram, reserve, refused", [
+    (512 * MIB, "512M", True),     # the default reserve leaves nothing to protect
+    (GIB, "512M", False),          # 2 x 128 MiB (unit and slice) of 512 MiB
+    (768 * MIB, "512M", True),     # 256 MiB budget, 256 MiB + user.slice's 16 MiB
+    (768 * MIB, "480M", False),
+])
+def test_login_path_budget(ram, reserve, refused):
+    plan = merge_login_path([], [{"name": "user.slice", "low": "16M"}], LOGIN, total_bytes=ram,
+                            argument="memory_limits_login_path")
+    _parsed, errors = validate_plan(plan, ram, reserve, reserve_argument="memory_limits_reserve")
+    assert bool(errors) is refused, errors
+    if refused:
+        assert "memory_limits_login_path protects ssh.service 32 MiB" in errors[0]
+        assert "system.slice 128 MiB" in errors[0]
+        assert "minus memory_limits_reserve 512 MiB" in errors[0] or "minus memory_limits_reserve 480" in errors[0]
+
+
+def test_login_path_raise_above_the_users_max_is_refused():
+    plan = merge_login_path([], [{"name": "system.slice", "max": "64M"}], LOGIN, total_bytes=RAM)
+    _parsed, errors = validate_plan(plan, RAM, floors={})
+    assert "system.slice: min 128 MiB (134217728 bytes) is above max 64 MiB" in "; ".join(errors)
+
+
+def test_optional_and_origin_are_not_settings():
+    settings = parse_settings(dict(ADDED, name="ssh.service", min="32M"), RAM)
+    assert settings["min"] == 32 * MIB

@@ -184,6 +184,51 @@ def read_hook_new(path, position=None, owner_uid=0, max_bytes=HOOK_MAX_BYTES):
     return (parse_hook_lines(lines), {"dev": info.st_dev, "ino": info.st_ino, "offset": offset + consumed}, None)
 
 
+def hook_record_from_env(environ, now):
+    """The record earlyoom's -N hook appends, from the variables earlyoom sets
+    (EARLYOOM_PID, EARLYOOM_UID, EARLYOOM_NAME) and the time of the call."""
+    name = environ.get("EARLYOOM_NAME")
+    return {"time": round(float(now), 3), "engine": "earlyoom", "pid": _number(environ.get("EARLYOOM_PID")),
+            "name": name[:64] if isinstance(name, str) and name else None,
+            "uid": _number(environ.get("EARLYOOM_UID"))}
+
+
+def append_hook_record(record, path=HOOK_PATH, max_bytes=HOOK_MAX_BYTES, owner_uid=0):
+    """Append one record as a JSON line to the hook file; None, or why nothing was written.
+
+    The directory must be root's (owner_uid: tests) and writable by nobody else (it is created, mode 0755, when
+    missing); the file is never followed through a symlink, must be a regular file of root's
+    that nobody else may write, and stops growing at max_bytes (a kill loop cannot fill /run).
+    One write() of O_APPEND: concurrent hooks never interleave a line.
+    """
+    directory = os.path.dirname(path)
+    try:
+        os.mkdir(directory, 0o755)
+    except OSError as exc:
+        if exc.errno != errno.EEXIST:
+            return "cannot create %s: %s" % (directory, exc.strerror)
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != owner_uid or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "%s is not a directory of root's that only root may write: refused" % directory
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                     0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "%s is a symlink: refused" % path
+        return "cannot open %s: %s" % (path, exc.strerror)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != owner_uid or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return "%s is not a regular file of root's that only root may write: refused" % path
+        if info.st_size >= max_bytes:
+            return "%s has reached %d bytes: record dropped" % (path, max_bytes)
+        os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+    return None
+
+
 def read_hook_file(path=HOOK_PATH, owner_uid=0, max_bytes=HOOK_MAX_BYTES):
     """Every kill in the hook file (this boot's): (records, error)."""
     records, _position, error = read_hook_new(path, None, owner_uid, max_bytes)

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from ansible.module_utils.oomguard_earlykills import (
-    describe_kill, journal_argv, oomd_kills, parse_hook_line, parse_journal_line, parse_journal_text,
+    append_hook_record, describe_kill, hook_record_from_env, journal_argv, oomd_kills, parse_hook_line, parse_journal_line, parse_journal_text,
     parse_oomd_message, parse_pid1_message, read_hook_file, read_hook_new, split_lines, unit_active_marker)
 
 # What /usr/lib/oomguard/early-kill-hook appends (one line a kill).
@@ -184,3 +184,45 @@ def test_planned_from_status_reads_the_shapes_early_relief_may_write():
     assert planned_from_status({"engine": "none"})["engine"] is None
     files = {"/a": "x\n", "/b": "y\n", "/c": "z\n"}
     assert compare_files(files, {"/a": "x", "/b": "changed\n"}.get) == (["/c"], ["/b"])
+
+
+def test_hook_record_from_earlyoom_environment():
+    record = hook_record_from_env({"EARLYOOM_PID": "812", "EARLYOOM_UID": "1000", "EARLYOOM_NAME": "hog"}, 1733130001.25)
+    assert record == {"time": 1733130001.25, "engine": "earlyoom", "pid": 812, "name": "hog", "uid": 1000}
+    assert hook_record_from_env({"EARLYOOM_PID": "x"}, 1) == {"time": 1, "engine": "earlyoom", "pid": None,
+                                                              "name": None, "uid": None}
+
+
+def test_appended_records_are_read_back_and_the_file_is_private(tmp_path):
+    path = str(tmp_path / "oomguard" / "early-kills.jsonl")
+    uid = os.getuid()
+    for pid, name in ((812, "hog"), (901, 'we"ird\nname')):
+        record = hook_record_from_env({"EARLYOOM_PID": str(pid), "EARLYOOM_UID": "0", "EARLYOOM_NAME": name}, 5.0)
+        assert append_hook_record(record, path, owner_uid=uid) is None
+    records, error = read_hook_file(path, owner_uid=uid)
+    assert error is None
+    assert [(r["pid"], r["name"]) for r in records] == [(812, "hog"), (901, 'we"ird\nname')]
+    assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+    assert oct(os.stat(os.path.dirname(path)).st_mode & 0o777) == "0o755"
+
+
+def test_append_refuses_links_foreign_directories_and_a_full_file(tmp_path):
+    uid = os.getuid()
+    record = hook_record_from_env({"EARLYOOM_PID": "1", "EARLYOOM_NAME": "hog"}, 1.0)
+    target = tmp_path / "shadow"
+    target.write_text("secret\n")
+    link = tmp_path / "early-kills.jsonl"
+    link.symlink_to(target)
+    assert "symlink: refused" in append_hook_record(record, str(link), owner_uid=uid)
+    assert target.read_text() == "secret\n"
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    assert "refused" in append_hook_record(record, str(open_dir / "k.jsonl"), owner_uid=uid)
+    assert not (open_dir / "k.jsonl").exists()
+    assert "refused" in append_hook_record(record, str(tmp_path / "k.jsonl"), owner_uid=uid + 1)
+    full = tmp_path / "full.jsonl"
+    full.write_text("x" * 100)
+    full.chmod(0o644)
+    assert "record dropped" in append_hook_record(record, str(full), max_bytes=100, owner_uid=uid)
+    assert full.stat().st_size == 100

@@ -98,7 +98,7 @@ def oomguard_memory_plan_errors(entries, total_bytes, reserve=DEFAULT_RESERVE, f
     return errors + plan_errors
 
 
-_EARLY_RELIEF_SETTINGS = ("engine", "kill_slices", "critical_services", "extra_critical_units",
+_EARLY_RELIEF_SETTINGS = ("engine", "kill_slices", "critical_services", "extra_critical_units", "avoid_units",
                           "expendable_services", "swap_used_limit", "memory_pressure_limit",
                           "memory_pressure_duration", "earlyoom_mem_percent", "earlyoom_swap_percent")
 _EARLY_RELIEF_FACTS = ("cgroup_v2", "systemd_version", "oomd_available", "psi")
@@ -114,7 +114,7 @@ def _flag(value):
 def oomguard_early_relief_plan(settings, facts=None):
     """The early_relief role's plan from its settings and the host's facts.
 
-    settings: engine, kill_slices, critical_services, extra_critical_units, expendable_services,
+    settings: engine, kill_slices, critical_services, extra_critical_units, avoid_units, expendable_services,
     swap_used_limit, memory_pressure_limit, memory_pressure_duration, earlyoom_mem_percent,
     earlyoom_swap_percent (the role's variables without the early_relief_ prefix).
     facts: cgroup_v2, systemd_version, oomd_available, psi (default true).
@@ -138,6 +138,7 @@ def oomguard_early_relief_plan(settings, facts=None):
         kill_slices=settings.get("kill_slices", []),
         critical_services=settings.get("critical_services") or [],
         extra_critical_units=settings.get("extra_critical_units") or [],
+        avoid_units=settings.get("avoid_units") or [],
         expendable_services=settings.get("expendable_services") or [],
         swap_used_limit=settings.get("swap_used_limit", 60),
         pressure_limit=settings.get("memory_pressure_limit", 40),
@@ -149,7 +150,8 @@ def oomguard_early_relief_plan(settings, facts=None):
         result = early_relief_plan(**arguments)
     except EarlyReliefPlanError as exc:
         return {"engine": "none", "reason": "refused", "package": None, "service": None, "files": {},
-                "earlyoom_args": [], "critical_units": [], "candidates": {}, "errors": exc.errors}
+                "earlyoom_args": [], "critical_units": [], "avoid_units": [], "candidates": {},
+                "errors": exc.errors}
     result["errors"] = []
     return result
 

@@ -249,8 +249,10 @@ def _percent(value):
     return "%d%%" % _int_in(value, 1, 99)
 
 
-def plan_oomd(critical_units, kill_slices, swap_used_limit, pressure_limit, pressure_duration_s):
-    """{path: content} of systemd-oomd's configuration and the ManagedOOM* drop-ins."""
+def plan_oomd(critical_units, kill_slices, swap_used_limit, pressure_limit, pressure_duration_s, avoid_units=()):
+    """{path: content} of systemd-oomd's configuration and the ManagedOOM* drop-ins.
+
+    avoid_units: ManagedOOMPreference=avoid (taken only when no other candidate is left)."""
     comment = HEADER
     files = {
         OOMD_CONF: render_dropin([("OOM", [
@@ -265,10 +267,12 @@ def plan_oomd(critical_units, kill_slices, swap_used_limit, pressure_limit, pres
             ("ManagedOOMMemoryPressure", "kill"),
             ("ManagedOOMMemoryPressureLimit", _percent(pressure_limit)),
         ])], comment=comment)
-    for unit in critical_units:
+    preferences = [(unit, "omit") for unit in critical_units]
+    preferences += [(unit, "avoid") for unit in avoid_units or () if unit not in critical_units]
+    for unit, preference in preferences:
         section = unit.rpartition(".")[2].capitalize()
         files["%s/%s.d/%s" % (DROPIN_DIR, unit, DROPIN_NAME)] = render_dropin(
-            [(section, [("ManagedOOMPreference", "omit")])], comment=comment)
+            [(section, [("ManagedOOMPreference", preference)])], comment=comment)
     return files
 
 
@@ -310,9 +314,13 @@ def plan_earlyoom(avoid, prefer, mem_percent, swap_percent):
 
 def plan(requested="auto", cgroup_v2=False, systemd_version=0, oomd_available=False, kill_slices=(),
          critical_services=(), extra_critical_units=(), expendable_services=(), swap_used_limit=60,
-         pressure_limit=40, pressure_duration_s=10, mem_percent=10, swap_percent=40, psi=True):
+         pressure_limit=40, pressure_duration_s=10, mem_percent=10, swap_percent=40, psi=True,
+         avoid_units=()):
     """The whole plan: {engine, reason, package, service, files, earlyoom_args, critical_units,
-    candidates}; raises PlanError with every refusal."""
+    avoid_units, candidates}; raises PlanError with every refusal.
+
+    avoid_units: units the user wants spared while anything else is left (systemd-oomd
+    ManagedOOMPreference=avoid; earlyoom --avoid of their daemons' names)."""
     errors = []
     try:
         engine, reason = choose_engine(requested, cgroup_v2, systemd_version, oomd_available, psi)
@@ -325,14 +333,24 @@ def plan(requested="auto", cgroup_v2=False, systemd_version=0, oomd_available=Fa
                  pressure_duration_s, mem_percent, swap_percent)
     except PlanError as exc:
         errors += exc.errors
+    avoid_units = list(avoid_units or [])
+    for unit in avoid_units:
+        error = unit_name_error(unit, "early_relief_avoid_units", suffixes=CRITICAL_SUFFIXES)
+        if error:
+            errors.append(error)
+        elif isinstance(kill_slices, (list, tuple)) and unit in kill_slices:
+            errors.append("early_relief_avoid_units: %s is also a kill slice; allowed: units that are not in "
+                          "early_relief_kill_slices" % unit)
     if errors:
         raise PlanError(errors)
+    avoid_units = [u for i, u in enumerate(avoid_units) if u not in critical and u not in avoid_units[:i]]
     files, args, candidates = {}, [], {}
     if engine == "systemd-oomd":
-        files = plan_oomd(critical, kill_slices, swap_used_limit, pressure_limit, pressure_duration_s)
+        files = plan_oomd(critical, kill_slices, swap_used_limit, pressure_limit, pressure_duration_s,
+                          avoid_units)
         candidates = {"slices": list(kill_slices), "swap": ["-.slice"]}
     elif engine == "earlyoom":
-        avoid, prefer = avoid_names(critical), prefer_names(expendable_services)
+        avoid, prefer = avoid_names(critical + avoid_units), prefer_names(expendable_services)
         args, files[EARLYOOM_DROPIN] = plan_earlyoom(avoid, prefer, mem_percent, swap_percent)
         candidates = {"avoid": avoid, "prefer": prefer}
     return {
@@ -343,5 +361,6 @@ def plan(requested="auto", cgroup_v2=False, systemd_version=0, oomd_available=Fa
         "files": files,
         "earlyoom_args": args,
         "critical_units": critical,
+        "avoid_units": avoid_units,
         "candidates": candidates,
     }

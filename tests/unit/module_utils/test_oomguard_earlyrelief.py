@@ -216,3 +216,26 @@ def test_auto_without_pressure_stall_information_runs_earlyoom():
     assert engine == "earlyoom" and "/proc/pressure/memory" in why
     with pytest.raises(PlanError, match="pressure stall"):
         choose_engine("systemd-oomd", True, 252, True, psi=False)
+
+
+def test_avoid_units_get_avoid_not_omit_and_join_earlyoom_avoid():
+    result = plan("systemd-oomd", True, 252, True, ["system.slice"], avoid_units=["postgresql.service", "ssh.service"])
+    files = result["files"]
+    assert result["avoid_units"] == ["postgresql.service"]  # ssh is critical: omit wins
+    assert parse_unit_file(files["/etc/systemd/system/postgresql.service.d/" + DROPIN]) == {
+        "Service": [("ManagedOOMPreference", "avoid")]}
+    assert parse_unit_file(files["/etc/systemd/system/ssh.service.d/" + DROPIN]) == {
+        "Service": [("ManagedOOMPreference", "omit")]}
+    early = plan("earlyoom", False, 247, False, ["system.slice"], avoid_units=["postgresql.service"])
+    avoid = re.compile(early["earlyoom_args"][early["earlyoom_args"].index("--avoid") + 1])
+    assert avoid.fullmatch("postgresql") and avoid.fullmatch("sshd")
+
+
+@pytest.mark.parametrize("units, message", [
+    (["a b.service"], "early_relief_avoid_units: 'a b.service' is not a valid systemd unit name"),
+    (["system.slice"], "early_relief_avoid_units: system.slice is also a kill slice"),
+])
+def test_bad_avoid_units_are_refused(units, message):
+    with pytest.raises(PlanError) as caught:
+        plan("systemd-oomd", True, 252, True, ["system.slice"], avoid_units=units)
+    assert message in str(caught.value)

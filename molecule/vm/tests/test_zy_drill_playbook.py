@@ -2,8 +2,9 @@
 
 Runs last (file name): without
 oomguard_drill_confirm=yes it must refuse and touch nothing; with it, its bounded hog
-(100 % of RAM + swap by default) must end by the OOM killer, every watched service must keep its
-PID and a new login must work, which the playbook itself asserts and reports.
+(100 % of RAM + swap by default) must be killed, by the early killer (systemd-oomd here) or the
+kernel's OOM killer, every watched service must keep its PID and a new login must work, which
+the playbook itself asserts and reports.
 """
 
 import re
@@ -50,11 +51,14 @@ def test_drill_passes_its_own_assertions(drill):
     assert "drill: every watched service kept its PID; a new login worked" in run.stdout
 
 
-def test_the_hog_was_the_oom_killers_victim(host, drill):
-    assert drill["kills"] >= 1, "the hog ended without an OOM kill"
+def test_the_hog_was_killed_and_the_report_names_it(host, drill):
     assert hog_ever_ran(host)
-    # The playbook's report names the victim it read with oomguard_check: the hog, in its unit.
-    assert re.search(r"memcg: \S*oomguard-drill-hog", drill["run"].stdout), drill["run"].stdout[-4000:]
+    out = drill["run"].stdout
+    # The playbook's report names the victim it read with oomguard_check: the hog, in its unit,
+    # as the kernel's OOM victim or as the early killer's last kill.
+    by_kernel = drill["kills"] >= 1 and re.search(r"memcg: \S*oomguard-drill-hog", out)
+    by_early = re.search(r"early_kills: .*last: \S*oomguard-drill-hog", out)
+    assert by_kernel or by_early, out[-4000:]
 
 
 @pytest.mark.parametrize("unit", ["ssh", "cron", "systemd-journald", "oomguard-alertd"])

@@ -230,6 +230,8 @@ from ansible.module_utils.oomguard_xen import (
     AUTOBALLOON_OFF_VALUES, XenError, cmdline_dom0_mem, grub_xen_dom0_mem, is_dom0_capabilities, xl_autoballoon)
 from ansible.module_utils.oomguard_systemd import (
     UnitNameError, dropin_value, normalize_unit_name, parse_show, read_dropin, systemd_booted)
+from ansible.module_utils.oomguard_watchdog import (
+    DEFAULT_STATE, HEARTBEAT_FILE, read_hardware_watchdog as read_watchdog_sysfs, read_heartbeat, read_state)
 
 try:
     from ansible.module_utils.oomguard_snapshot import read_latest_snapshot
@@ -448,14 +450,6 @@ def journal_oomd(module):
     return out, None
 
 
-def _read_float(path):
-    text = read_text(path)
-    try:
-        return float(text.strip().split()[0]) if text and text.strip() else None
-    except ValueError:
-        return None
-
-
 def _read_json(path):
     text = read_text(path)
     if not text:
@@ -558,14 +552,8 @@ def read_xl_autoballoon(etc):
 
 
 def read_hardware_watchdog(roots):
-    devices = sorted(os.path.basename(p) for p in glob.glob(os.path.join(roots["dev"], "watchdog*")))
-    sysfs = {}
-    for path in sorted(glob.glob(os.path.join(roots["sys"], "class", "watchdog", "watchdog*"))):
-        info = {}
-        for name in ("state", "timeout", "identity"):
-            text = read_text(os.path.join(path, name))
-            info[name] = text.strip() if text else None
-        sysfs[os.path.basename(path)] = info
+    """(devices, sysfs, RuntimeWatchdogSec): the checker's sysfs reader, plus systemd's setting."""
+    devices, sysfs = read_watchdog_sysfs(os.path.join(roots["sys"], "class", "watchdog"), roots["dev"])
     runtime = None
     conf_dir = os.path.join(roots["etc"], "systemd")
     for path in [os.path.join(conf_dir, "system.conf")] + sorted(glob.glob(os.path.join(conf_dir, "system.conf.d",
@@ -618,8 +606,8 @@ def collect(config, roots, show_runner, journal_runner=None):
     if "kernel_settings" in checks:
         facts["sysctls"] = read_oom_sysctls(proc)
     if "watchdog" in checks:
-        facts["watchdog_state"] = _read_json(os.path.join(roots["state"], "watchdog-state.json"))
-        facts["heartbeat"] = _read_float(os.path.join(roots["state"], "cron-heartbeat"))
+        facts["watchdog_state"] = read_state(os.path.join(roots["state"], os.path.basename(DEFAULT_STATE)))
+        facts["heartbeat"] = read_heartbeat(os.path.join(roots["state"], os.path.basename(HEARTBEAT_FILE)))
         facts["hardware_watchdog"] = read_hardware_watchdog(roots)
     if "xen" in checks:
         facts["xen_dom0"] = is_dom0_capabilities(read_text(os.path.join(proc, "xen", "capabilities")))

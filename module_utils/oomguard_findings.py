@@ -21,8 +21,10 @@ __metaclass__ = type
 
 try:
     from ansible.module_utils.oomguard_sizes import INFINITY, human_size
+    from ansible.module_utils.oomguard_watchdog import DEFAULT_STATE, failing_checks
 except ImportError:  # installed beside an agent, outside Ansible
     from oomguard_sizes import INFINITY, human_size
+    from oomguard_watchdog import DEFAULT_STATE, failing_checks
 
 SEVERITIES = ("ok", "info", "warn", "fail")
 SEVERITY_RANK = {"ok": 0, "info": 1, "warn": 2, "fail": 3}
@@ -440,27 +442,10 @@ def early_kills_finding(kills, critical_names=(), hook_error=None, journal_error
 
 # --- watchdogs ------------------------------------------------------------------
 
-def _failing_checks(checks):
-    """Names of failing checks in watchdog-state.json's `checks` (dict or list)."""
-    bad_words = ("fail", "failing", "failed", "down", "escalated", "restarted", "unhealthy")
-    items = []
-    if isinstance(checks, dict):
-        items = list(checks.items())
-    elif isinstance(checks, list):
-        items = [(c.get("name", str(i)) if isinstance(c, dict) else str(i), c) for i, c in enumerate(checks)]
-    failing = []
-    for name, check in items:
-        if isinstance(check, dict):
-            state = str(check.get("state", check.get("status", check.get("result", "")))).lower()
-            if check.get("ok") is False or check.get("healthy") is False or state in bad_words:
-                failing.append(name)
-        elif check is False or str(check).lower() in bad_words:
-            failing.append(name)
-    return failing
-
-
 def watchdog_timer_finding(systemd, timer_state, service_state, state, now, max_age):
-    """oomguard-watchdog.timer active, and the checker's last result from its state file."""
+    """oomguard-watchdog.timer active, and the checker's last result from its state file.
+
+    state: the saved state as oomguard_watchdog.read_state() returns it (None: no result)."""
     evidence = {"timer": timer_state, "service_result": (service_state or {}).get("Result"), "state": state}
     if not systemd:
         return finding("watchdog.timer", "warn", "systemd is not PID 1: the oomguard watchdog timer cannot run",
@@ -473,7 +458,7 @@ def watchdog_timer_finding(systemd, timer_state, service_state, state, now, max_
                        evidence)
     if not state:
         return finding("watchdog.timer", "warn", "oomguard-watchdog.timer active but no result yet "
-                       "(no /var/lib/oomguard/watchdog-state.json)", evidence)
+                       "(no %s)" % DEFAULT_STATE, evidence)
     last_run = state.get("last_run")
     age = None
     try:
@@ -481,7 +466,7 @@ def watchdog_timer_finding(systemd, timer_state, service_state, state, now, max_
     except (TypeError, ValueError):
         pass
     evidence["age_seconds"] = age
-    failing = _failing_checks(state.get("checks"))
+    failing = failing_checks(state)
     evidence["failing_checks"] = failing
     if age is None or age > max_age:
         return finding("watchdog.timer", "warn", "oomguard-watchdog.timer active but last result is stale (%s)" % (

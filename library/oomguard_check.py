@@ -207,8 +207,8 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.oomguard_cgroup import (
-    cgroup_pids, compare_targets, unit_memory_dir, memory_targets, read_hierarchy, read_memory_files,
-    v1_swap_accounting)
+    MEMORY_PROPERTIES, MEMORY_PROPERTY_ALIASES, MEMORY_SETTINGS, cgroup_pids, compare_targets, unit_memory_dir,
+    memory_targets, read_hierarchy, read_memory_files, v1_swap_accounting)
 from ansible.module_utils.oomguard_earlykills import (
     EARLYOOM_UNIT, HOOK_PATH, OOMD_UNIT, STATUS_PATH, compare_files, journal_argv, parse_journal_text,
     planned_from_status, read_hook_file)
@@ -220,9 +220,11 @@ from ansible.module_utils.oomguard_findings import (
     memory_limit_finding, merge_thresholds, offending, oom_kill_allocating_task_finding, oom_kills_finding,
     oomguard_unit_finding, overcommit_finding, panic_on_oom_finding, psi_finding, report_lines, sort_findings,
     summarize, swap_finding, watchdog_timer_finding, xen_dom0_finding)
+from ansible.module_utils.oomguard_memplan import DROPIN_NAME as MEMORY_DROPIN
 from ansible.module_utils.oomguard_memstat import (
     memory_summary, read_meminfo, read_oom_sysctls, read_psi, read_vmstat)
 from ansible.module_utils.oomguard_oomlog import parse_oom_events, read_kmsg
+from ansible.module_utils.oomguard_oomscore import DEFAULT_DROPIN as OOM_DROPIN
 from ansible.module_utils.oomguard_procfs import (
     CAP_SYS_RESOURCE, container_marker, parse_capabilities, pid_namespace, read_process, scan_oom_scores)
 from ansible.module_utils.oomguard_sizes import SizeError, parse_size
@@ -250,13 +252,12 @@ DEFAULT_CRITICAL_SERVICES = [
 DEFAULT_HELPERS = ["systemd", "init", "systemd-journal", "systemd-udevd", "udevd", "systemd-oomd"]
 OOMGUARD_UNITS = ("oomguard-alertd.service", "oomguard-watchdog.timer")
 WATCHDOG_SERVICE = "oomguard-watchdog.service"
-OOM_DROPIN = "50-oomguard-oom.conf"
-MEMORY_DROPIN = "50-oomguard-memory.conf"
 SHOW_PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "Result", "MainPID", "ControlGroup",
                    "OOMScoreAdjust", "Environment")
-# systemd's Memory*= settings as the memory modules name them (MemoryLimit= is v1's old MemoryMax=).
-DROPIN_MEMORY_KEYS = (("MemoryLimit", "max"), ("MemoryMax", "max"), ("MemoryHigh", "high"),
-                      ("MemorySwapMax", "swap_max"), ("MemoryLow", "low"), ("MemoryMin", "min"))
+# systemd's Memory*= settings as the memory modules name them, aliases first so that
+# MemoryMax= wins over MemoryLimit= in the same drop-in.
+DROPIN_MEMORY_KEYS = tuple(sorted(MEMORY_PROPERTY_ALIASES.items())) + tuple(
+    (MEMORY_PROPERTIES[name], name) for name in MEMORY_SETTINGS)
 
 ROOTS = {
     "proc": "/proc",

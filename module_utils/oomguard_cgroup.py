@@ -128,6 +128,17 @@ def cgroup_pids(root, control_group, recursive=True):
 # Values are bytes (int) or INFINITY.
 
 MEMORY_SETTINGS = ("high", "max", "swap_max", "low", "min")
+# The systemd property (systemd.resource-control(5)) of each setting.
+MEMORY_PROPERTIES = {
+    "high": "MemoryHigh",
+    "max": "MemoryMax",
+    "swap_max": "MemorySwapMax",
+    "low": "MemoryLow",
+    "min": "MemoryMin",
+}
+# Older names a unit file may still use: MemoryLimit= is cgroup v1's MemoryMax=
+# (when both are set, MemoryMax= wins).
+MEMORY_PROPERTY_ALIASES = {"MemoryLimit": "max"}
 
 # cgroup v2: one file for each setting, systemd writes all of them.
 V2_MEMORY_FILES = {

@@ -22,20 +22,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 try:
+    from ansible.module_utils.oomguard_cgroup import MEMORY_PROPERTIES as PROPERTIES, MEMORY_SETTINGS as SETTINGS
     from ansible.module_utils.oomguard_sizes import INFINITY, SizeError, format_size, human_size, parse_size
-    from ansible.module_utils.oomguard_systemd import UnitNameError, normalize_unit_name, render_dropin
+    from ansible.module_utils.oomguard_systemd import PlanError, UnitNameError, normalize_unit_name, render_dropin
 except ImportError:  # installed beside an agent, outside Ansible
+    from oomguard_cgroup import MEMORY_PROPERTIES as PROPERTIES, MEMORY_SETTINGS as SETTINGS
     from oomguard_sizes import INFINITY, SizeError, format_size, human_size, parse_size
-    from oomguard_systemd import UnitNameError, normalize_unit_name, render_dropin
+    from oomguard_systemd import PlanError, UnitNameError, normalize_unit_name, render_dropin
 
-SETTINGS = ("high", "max", "swap_max", "low", "min")
-PROPERTIES = {
-    "high": "MemoryHigh",
-    "max": "MemoryMax",
-    "swap_max": "MemorySwapMax",
-    "low": "MemoryLow",
-    "min": "MemoryMin",
-}
 LIMITS = ("high", "max", "swap_max")
 PROTECTIONS = ("low", "min")
 # Keys a plan entry may carry besides its settings (merge_login_path() sets them):
@@ -57,10 +51,6 @@ DEFAULT_FLOORS = {
 }
 # RAM kept out of all low/min protections together (kernel, page cache, everything unprotected).
 DEFAULT_RESERVE = "512M"
-
-
-class PlanError(ValueError):
-    """A plan that is malformed or would hurt the host."""
 
 
 def section_for(unit):

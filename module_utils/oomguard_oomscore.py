@@ -25,10 +25,10 @@ import posixpath
 
 try:
     from ansible.module_utils.oomguard_procfs import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, descendants_of
-    from ansible.module_utils.oomguard_systemd import render_dropin
+    from ansible.module_utils.oomguard_systemd import PlanError, render_dropin
 except ImportError:  # installed beside an agent, outside Ansible
     from oomguard_procfs import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, descendants_of
-    from oomguard_systemd import render_dropin
+    from oomguard_systemd import PlanError, render_dropin
 
 DEFAULT_DROPIN = "50-oomguard-oom.conf"
 LIVE_SCOPES = ("main", "cgroup", "all", "none")
@@ -43,10 +43,6 @@ PERSIST_EXPLAINED = {
                  "restores every session to the value it started with (OOMScoreAdjust= would leak\n"
                  "into all sessions)."),
 }
-
-
-class PlanError(ValueError):
-    """Bad input: the message names the argument and what is allowed."""
 
 
 def validate_score(value, argument="score"):

@@ -16,9 +16,9 @@ import errno
 import os
 
 try:
-    from ansible.module_utils.oomguard_files import read_text
+    from ansible.module_utils.oomguard_files import read_int, read_text
 except ImportError:  # installed beside an agent, outside Ansible
-    from oomguard_files import read_text
+    from oomguard_files import read_int, read_text
 
 OOM_SCORE_ADJ_MIN = -1000
 OOM_SCORE_ADJ_MAX = 1000
@@ -99,13 +99,7 @@ def systemd_cgroup_path(cgroups):
 
 
 def read_oom_score_adj(pid, proc="/proc"):
-    text = read_text(os.path.join(proc, str(pid), "oom_score_adj"))
-    if text is None:
-        return None
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
+    return read_int(os.path.join(proc, str(pid), "oom_score_adj"))
 
 
 def write_oom_score_adj(pid, value, proc="/proc"):
@@ -150,7 +144,7 @@ def read_process(pid, proc="/proc", with_cmdline=True):
         "rss_bytes": status.get("VmRSS", 0),
         "swap_bytes": status.get("VmSwap", 0),
         "oom_score_adj": read_oom_score_adj(pid, proc),
-        "oom_score": _read_int(os.path.join(base, "oom_score")),
+        "oom_score": read_int(os.path.join(base, "oom_score")),
         "cgroup": cgroup_path,
         "unit": unit_from_cgroup_path(cgroup_path),
         "kernel_thread": stat["ppid"] == 2 or stat["pid"] == 2,
@@ -161,16 +155,6 @@ def read_process(pid, proc="/proc", with_cmdline=True):
         if not info["cmdline"]:
             info["kernel_thread"] = info["kernel_thread"] or info["rss_bytes"] == 0
     return info
-
-
-def _read_int(path):
-    text = read_text(path)
-    if text is None:
-        return None
-    try:
-        return int(text.strip())
-    except ValueError:
-        return None
 
 
 def scan_processes(proc="/proc", with_cmdline=False):

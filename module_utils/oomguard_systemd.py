@@ -31,6 +31,13 @@ class UnitNameError(ValueError):
     pass
 
 
+class PlanError(ValueError):
+    """A plan for oomguard's drop-ins that is malformed or would hurt the host.
+
+    The message names the argument and what is allowed. One class for every planner
+    (oomguard_memplan, oomguard_oomscore), so callers catch one thing."""
+
+
 def normalize_unit_name(name, default_suffix="service", allowed_suffixes=UNIT_SUFFIXES, argument="unit"):
     """Validate a unit name and add the default suffix when it has none.
 

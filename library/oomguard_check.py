@@ -185,7 +185,8 @@ findings:
   sample:
     - id: sshd.oom_score_adj
       severity: fail
-      message: "sshd listener (pid 412) at 0, policy -1000: the kernel refuses to lower oom_score_adj without CAP_SYS_RESOURCE"
+      message: "sshd listener (pid 412) at 0, policy -1000: the kernel refuses: lowering oom_score_adj below a
+        process's oom_score_adj_min needs CAP_SYS_RESOURCE"
       evidence: {"unit": "ssh.service", "policy": -1000, "live": 0, "enforced": false}
 report:
   description: One readable line per finding, worst first.
@@ -224,7 +225,7 @@ from ansible.module_utils.oomguard_memplan import DROPIN_NAME as MEMORY_DROPIN
 from ansible.module_utils.oomguard_memstat import (
     memory_summary, read_meminfo, read_oom_sysctls, read_psi, read_vmstat)
 from ansible.module_utils.oomguard_oomlog import parse_oom_events, read_kmsg
-from ansible.module_utils.oomguard_oomscore import DEFAULT_DROPIN as OOM_DROPIN
+from ansible.module_utils.oomguard_oomscore import DEFAULT_DROPIN as OOM_DROPIN, status_services
 from ansible.module_utils.oomguard_procfs import (
     CAP_SYS_RESOURCE, container_marker, parse_capabilities, pid_namespace, read_process, scan_oom_scores)
 from ansible.module_utils.oomguard_sizes import SizeError, parse_size
@@ -371,16 +372,6 @@ def memory_dropin_units(etc):
     return sorted(os.path.basename(os.path.dirname(path))[:-2] for path in glob.glob(pattern))
 
 
-def protect_status(state):
-    """(critical entries, expendable entries) of oom_protect's status file (/var/lib/oomguard/oom_protect.json)."""
-    services = (state or {}).get("services") if isinstance(state, dict) else None
-    if not isinstance(services, list):
-        return [], []
-    entries = [s for s in services if isinstance(s, dict) and isinstance(s.get("score"), int)]
-    return ([e for e in entries if e.get("kind") == "critical"],
-            [e for e in entries if e.get("kind") == "expendable"])
-
-
 def _valid_unit(name):
     try:
         return bool(name) and normalize_unit_name(name) == name
@@ -391,9 +382,10 @@ def _valid_unit(name):
 def with_protect_status(config, state):
     """The config completed from oom_protect's status: its expendable services when none were
     given, and the units it protects on purpose (their main processes are not leaks)."""
-    critical, expendable = protect_status(state)
+    critical, expendable = status_services(state)
     config = dict(config)
     config["protected_units"] = sorted(set(e["unit"] for e in critical if _valid_unit(e.get("unit"))))
+    # Status files written before the pid-free format also name the protected pids.
     config["protected_pids"] = sorted(set(p["pid"] for e in critical for p in (e.get("live") or [])
                                           if isinstance(p, dict) and isinstance(p.get("pid"), int)))
     config["status_scores"] = dict((e["unit"], e["score"]) for e in critical if e.get("unit"))

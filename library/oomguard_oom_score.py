@@ -234,6 +234,23 @@ live:
     enforced: {description: after equals wanted (or the process exited)., type: bool}
     refused: {description: The kernel refused wanted., type: bool}
     gone: {description: The process exited meanwhile., type: bool}
+status:
+  description:
+    - What the oom_protect role's status file records for this target, pid-free so that it only changes
+      with the policy or its enforcement. I(reason) is one sentence for the whole target.
+  returned: always
+  type: dict
+  sample:
+    target: ssh.service
+    unit: ssh.service
+    found: true
+    score: -1000
+    persist: sshd_env
+    dropin: /etc/systemd/system/ssh.service.d/50-oomguard-oom.conf
+    enforced: false
+    values: [0]
+    reason: "kernel refused oom_score_adj -1000: lowering oom_score_adj below a process's oom_score_adj_min needs
+      CAP_SYS_RESOURCE (unprivileged container?); the processes keep 0"
 """
 
 import os
@@ -243,8 +260,8 @@ from ansible.module_utils.oomguard_cgroup import cgroup_pids, read_hierarchy
 from ansible.module_utils.oomguard_files import ensure_dir, read_text, remove_file, write_file_atomic
 from ansible.module_utils.oomguard_oomscore import (
     DEFAULT_DROPIN, LIVE_SCOPES, ON_REFUSAL, PERSIST_MODES, PlanError, apply_live, group_of, live_diff_text,
-    plan_dropin, plan_live, render_oom_dropin, resolve_persist, select_pids, summarize, validate_cgroup_path,
-    validate_score)
+    plan_dropin, plan_live, render_oom_dropin, resolve_persist, select_pids, status_entry, summarize,
+    validate_cgroup_path, validate_score)
 from ansible.module_utils.oomguard_procfs import (
     CAP_SYS_RESOURCE, has_capability, list_pids, parse_cgroup, pids_by_name, read_oom_score_adj, read_pidfile,
     read_stat_ids, systemd_cgroup_path, write_oom_score_adj)
@@ -472,6 +489,7 @@ def main():
     except PlanError as exc:
         module.fail_json(msg=str(exc))
     result = run(module, params)
+    result["status"] = status_entry(result, params.get(params["target_kind"]))
     if result.pop("failed", False):
         module.fail_json(**result)
     module.exit_json(**result)

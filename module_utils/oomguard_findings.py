@@ -20,16 +20,17 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 try:
+    from ansible.module_utils.oomguard_procfs import OOM_SCORE_ADJ_MIN, OOM_SCORE_ADJ_REFUSAL
     from ansible.module_utils.oomguard_sizes import INFINITY, human_size
     from ansible.module_utils.oomguard_watchdog import DEFAULT_STATE, failing_checks
 except ImportError:  # installed beside an agent, outside Ansible
+    from oomguard_procfs import OOM_SCORE_ADJ_MIN, OOM_SCORE_ADJ_REFUSAL
     from oomguard_sizes import INFINITY, human_size
     from oomguard_watchdog import DEFAULT_STATE, failing_checks
 
 SEVERITIES = ("ok", "info", "warn", "fail")
 SEVERITY_RANK = {"ok": 0, "info": 1, "warn": 2, "fail": 3}
 FAIL_ON_CHOICES = ("warn", "fail", "never")
-OOM_SCORE_ADJ_MIN = -1000
 
 DEFAULT_THRESHOLDS = {
     "swap_used_percent_warn": 50.0,
@@ -85,7 +86,7 @@ def merge_thresholds(user):
 
 def _refusal_reason(policy, live, configured, cap_sys_resource, container):
     if policy < 0 and cap_sys_resource is False:
-        reason = "the kernel refuses to lower oom_score_adj without CAP_SYS_RESOURCE"
+        reason = "the kernel refuses: %s" % OOM_SCORE_ADJ_REFUSAL
         if container:
             reason += " (container without CAP_SYS_RESOURCE: %s)" % container
         return reason

@@ -24,10 +24,11 @@ __metaclass__ = type
 import posixpath
 
 try:
-    from ansible.module_utils.oomguard_procfs import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, descendants_of
+    from ansible.module_utils.oomguard_procfs import (
+        OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, OOM_SCORE_ADJ_REFUSAL, descendants_of)
     from ansible.module_utils.oomguard_systemd import PlanError, render_dropin
 except ImportError:  # installed beside an agent, outside Ansible
-    from oomguard_procfs import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, descendants_of
+    from oomguard_procfs import OOM_SCORE_ADJ_MAX, OOM_SCORE_ADJ_MIN, OOM_SCORE_ADJ_REFUSAL, descendants_of
     from oomguard_systemd import PlanError, render_dropin
 
 DEFAULT_DROPIN = "50-oomguard-oom.conf"
@@ -202,9 +203,8 @@ def lowest_allowed_write(pid, wanted, current, write):
 
 def refusal_reason(pid, comm, before, wanted, after):
     """One deterministic sentence, the same in check mode and for real."""
-    return ("kernel refused oom_score_adj %d for pid %s (%s): lowering below the process's "
-            "oom_score_adj_min needs CAP_SYS_RESOURCE (unprivileged container?); it stays at %s"
-            % (wanted, pid, comm, "unknown" if after is None else after))
+    return ("kernel refused oom_score_adj %d for pid %s (%s): %s (unprivileged container?); it stays at %s"
+            % (wanted, pid, comm, OOM_SCORE_ADJ_REFUSAL, "unknown" if after is None else after))
 
 
 def apply_live(plan, on_refusal, write, read, check_mode=False, can_lower=True):
@@ -264,6 +264,37 @@ def summarize(results, dropin_plan, on_refusal):
         "reason": "; ".join(reasons) if reasons else None,
         "failed": bool(refused) and on_refusal == "fail",
     }
+
+
+def status_entry(result, target):
+    """What oom_protect's status file records for one target, from the module's result.
+
+    The role's template copies these fields (adding kind and hardened) and the audit
+    reads them back (status_services). Pids are left out: they change on every restart,
+    and the file must only change when the policy or its enforcement does.
+    """
+    values = sorted(set(r["after"] for r in result["live"] if r["after"] is not None))
+    reason = None
+    if result["reason"]:
+        reason = "kernel refused oom_score_adj %d: %s (unprivileged container?); the processes keep %s" % (
+            result["score"], OOM_SCORE_ADJ_REFUSAL, ", ".join(str(v) for v in values))
+    entry = dict((key, result[key]) for key in ("unit", "found", "score", "persist", "dropin", "enforced"))
+    entry.update(target=result["unit"] or target or "", values=values, reason=reason)
+    return entry
+
+
+def status_services(status):
+    """(critical entries, expendable entries) of oom_protect's status file, as parsed JSON.
+
+    Only entries with an integer score count. Status files written before the pid-free
+    format may still carry `live` (pids and values) until the role runs again.
+    """
+    services = status.get("services") if isinstance(status, dict) else None
+    if not isinstance(services, list):
+        return [], []
+    entries = [s for s in services if isinstance(s, dict) and isinstance(s.get("score"), int)]
+    return ([e for e in entries if e.get("kind") == "critical"],
+            [e for e in entries if e.get("kind") == "expendable"])
 
 
 def live_diff_text(results, key):

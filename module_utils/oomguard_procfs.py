@@ -22,6 +22,9 @@ except ImportError:  # installed beside an agent, outside Ansible
 
 OOM_SCORE_ADJ_MIN = -1000
 OOM_SCORE_ADJ_MAX = 1000
+# Why the kernel refuses a value: the one wording of a refusal in everything oomguard
+# reports (this writer, oomguard_oom_score's result, oom_protect's status file, the audit).
+OOM_SCORE_ADJ_REFUSAL = "lowering oom_score_adj below a process's oom_score_adj_min needs CAP_SYS_RESOURCE"
 
 
 def list_pids(proc="/proc"):
@@ -110,8 +113,8 @@ def write_oom_score_adj(pid, value, proc="/proc"):
             handle.write("%d\n" % value)
     except (IOError, OSError) as exc:
         if exc.errno in (errno.EACCES, errno.EPERM):
-            return False, "kernel refused oom_score_adj %d for pid %s (%s): CAP_SYS_RESOURCE is needed to lower it" % (
-                value, pid, os.strerror(exc.errno))
+            return False, "kernel refused oom_score_adj %d for pid %s (%s): %s" % (
+                value, pid, os.strerror(exc.errno), OOM_SCORE_ADJ_REFUSAL)
         if exc.errno in (errno.ENOENT, errno.ESRCH):
             return False, "pid %s exited" % pid
         return False, "writing %s failed: %s" % (path, exc)

@@ -78,3 +78,27 @@ def test_every_default_is_in_the_argument_spec():
     assert sorted(defaults) == sorted(options)
     for name, value in defaults.items():
         assert options[name].get("default") == value, name
+
+
+def test_status_file_copies_the_module_status():
+    """The status file is the module's status fields, plus kind and hardened: nothing reworded."""
+    import json
+
+    from ansible.module_utils.oomguard_oomscore import status_entry
+
+    refused = {"unit": "ssh.service", "found": True, "score": -1000, "persist": "sshd_env",
+               "dropin": "/etc/systemd/system/ssh.service.d/50-oomguard-oom.conf", "enforced": False,
+               "reason": "kernel refused oom_score_adj -1000 for pid 33 (sshd): ...",
+               "live": [{"pid": 33, "after": 0, "refused": True}, {"pid": 34, "after": 0, "refused": True}]}
+    missing = {"unit": None, "found": False, "score": 800, "persist": "none", "dropin": None, "enforced": True,
+               "reason": None, "live": []}
+    critical = dict(refused, status=status_entry(refused, "ssh.service"))
+    expendable = dict(missing, status=status_entry(missing, "backup-agent"))
+    text = render("oom_protect.json.j2", __oom_protect_critical_results={"results": [critical]},
+                  __oom_protect_expendable_results={"results": [expendable]}, __oom_protect_hardened=["ssh.service"])
+    services = json.loads(text)["services"]
+    assert services[0] == dict(critical["status"], kind="critical", hardened=True)
+    assert services[0]["values"] == [0] and "pid" not in json.dumps(services[0])
+    assert "CAP_SYS_RESOURCE" in services[0]["reason"] and "keep 0" in services[0]["reason"]
+    assert services[1] == dict(expendable["status"], kind="expendable", hardened=False)
+    assert services[1]["target"] == "backup-agent" and services[1]["reason"] is None

@@ -22,6 +22,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+try:
+    from ansible.module_utils.oomguard_memstat import (
+        MEM_AVAILABLE_PERCENT, PSI_FULL_AVG10, PSI_SOME_AVG10, SWAP_USED_PERCENT)
+except ImportError:  # installed beside an agent, outside Ansible
+    from oomguard_memstat import MEM_AVAILABLE_PERCENT, PSI_FULL_AVG10, PSI_SOME_AVG10, SWAP_USED_PERCENT
+
 LEVELS = ("warning", "critical")
 STATE_OK = "ok"
 STATE_PENDING = "pending"
@@ -37,22 +43,24 @@ CHECKS = {
 }
 CHECK_ORDER = ("swap_used", "memory_available", "psi_some", "psi_full")
 
+# The raise levels come from oomguard_memstat's table (why they differ from the audit's
+# and the watchdog's there); clear and the hold times are the agent's own hysteresis.
 DEFAULT_THRESHOLDS = {
     "swap_used": {
-        "warning": {"raise": 50.0, "clear": 40.0, "hold": 30.0, "clear_hold": 120.0},
-        "critical": {"raise": 80.0, "clear": 70.0, "hold": 10.0, "clear_hold": 120.0},
+        "warning": {"raise": SWAP_USED_PERCENT["warn"], "clear": 40.0, "hold": 30.0, "clear_hold": 120.0},
+        "critical": {"raise": SWAP_USED_PERCENT["fail"], "clear": 70.0, "hold": 10.0, "clear_hold": 120.0},
     },
     "memory_available": {
-        "warning": {"raise": 10.0, "clear": 15.0, "hold": 10.0, "clear_hold": 60.0},
-        "critical": {"raise": 5.0, "clear": 8.0, "hold": 2.0, "clear_hold": 60.0},
+        "warning": {"raise": MEM_AVAILABLE_PERCENT["warn"], "clear": 15.0, "hold": 10.0, "clear_hold": 60.0},
+        "critical": {"raise": MEM_AVAILABLE_PERCENT["fail"], "clear": 8.0, "hold": 2.0, "clear_hold": 60.0},
     },
     "psi_some": {
-        "warning": {"raise": 20.0, "clear": 10.0, "hold": 10.0, "clear_hold": 60.0},
-        "critical": {"raise": 50.0, "clear": 30.0, "hold": 5.0, "clear_hold": 60.0},
+        "warning": {"raise": PSI_SOME_AVG10["alert_warning"], "clear": 10.0, "hold": 10.0, "clear_hold": 60.0},
+        "critical": {"raise": PSI_SOME_AVG10["alert_critical"], "clear": 30.0, "hold": 5.0, "clear_hold": 60.0},
     },
     "psi_full": {
-        "warning": {"raise": 10.0, "clear": 5.0, "hold": 10.0, "clear_hold": 60.0},
-        "critical": {"raise": 30.0, "clear": 15.0, "hold": 5.0, "clear_hold": 60.0},
+        "warning": {"raise": PSI_FULL_AVG10["alert_warning"], "clear": 5.0, "hold": 10.0, "clear_hold": 60.0},
+        "critical": {"raise": PSI_FULL_AVG10["alert_critical"], "clear": 15.0, "hold": 5.0, "clear_hold": 60.0},
     },
 }
 THRESHOLD_KEYS = ("raise", "clear", "hold", "clear_hold")

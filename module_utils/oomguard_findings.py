@@ -20,10 +20,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 try:
+    from ansible.module_utils.oomguard_memstat import (
+        MEM_AVAILABLE_PERCENT, PSI_FULL_AVG10, PSI_SOME_AVG10, SWAP_USED_PERCENT)
     from ansible.module_utils.oomguard_procfs import OOM_SCORE_ADJ_MIN, OOM_SCORE_ADJ_REFUSAL
     from ansible.module_utils.oomguard_sizes import INFINITY, human_size
     from ansible.module_utils.oomguard_watchdog import DEFAULT_STATE, failing_checks
 except ImportError:  # installed beside an agent, outside Ansible
+    from oomguard_memstat import MEM_AVAILABLE_PERCENT, PSI_FULL_AVG10, PSI_SOME_AVG10, SWAP_USED_PERCENT
     from oomguard_procfs import OOM_SCORE_ADJ_MIN, OOM_SCORE_ADJ_REFUSAL
     from oomguard_sizes import INFINITY, human_size
     from oomguard_watchdog import DEFAULT_STATE, failing_checks
@@ -32,14 +35,15 @@ SEVERITIES = ("ok", "info", "warn", "fail")
 SEVERITY_RANK = {"ok": 0, "info": 1, "warn": 2, "fail": 3}
 FAIL_ON_CHOICES = ("warn", "fail", "never")
 
+# Memory levels from oomguard_memstat's table (why they differ from the agent's there).
 DEFAULT_THRESHOLDS = {
-    "swap_used_percent_warn": 50.0,
-    "swap_used_percent_fail": 80.0,
-    "mem_available_percent_warn": 10.0,
-    "mem_available_percent_fail": 5.0,
-    "psi_some_avg10_warn": 10.0,
-    "psi_full_avg10_warn": 5.0,
-    "psi_full_avg10_fail": 20.0,
+    "swap_used_percent_warn": SWAP_USED_PERCENT["warn"],
+    "swap_used_percent_fail": SWAP_USED_PERCENT["fail"],
+    "mem_available_percent_warn": MEM_AVAILABLE_PERCENT["warn"],
+    "mem_available_percent_fail": MEM_AVAILABLE_PERCENT["fail"],
+    "psi_some_avg10_warn": PSI_SOME_AVG10["audit_warn"],
+    "psi_full_avg10_warn": PSI_FULL_AVG10["audit_warn"],
+    "psi_full_avg10_fail": PSI_FULL_AVG10["audit_fail"],
     "watchdog_state_max_age": 300,
     "heartbeat_max_age": 180,
 }

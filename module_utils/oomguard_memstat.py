@@ -20,6 +20,23 @@ except ImportError:  # installed beside an agent, outside Ansible
 VMSTAT_KEYS = ("oom_kill", "pswpin", "pswpout", "pgmajfault")
 OOM_SYSCTLS = ("panic_on_oom", "oom_kill_allocating_task", "overcommit_memory", "overcommit_ratio")
 
+# Memory-pressure levels: the one table of the numbers the audit (oomguard_findings),
+# the alert agent (oomguard_alerting) and the service watchdog (oomguard_watchdog) act
+# on. They differ on purpose, because each answers another question:
+#   audit     one reading, taken whenever someone runs the audit: it warns early.
+#   alert     a level held for `hold` seconds, with hysteresis, that pages someone: a
+#             brief stall during a deploy must not, so it starts above the audit's warn.
+#   watchdog  whether the host is too starved for a slow probe to prove a service dead:
+#             only a host already in trouble (between the alert's warning and critical)
+#             defers a restart, and never longer than the watchdog's PRESSURE_PATIENCE.
+PSI_SOME_AVG10 = {"audit_warn": 10.0, "alert_warning": 20.0, "alert_critical": 50.0, "watchdog_defer": 30.0}
+PSI_FULL_AVG10 = {"audit_warn": 5.0, "audit_fail": 20.0, "alert_warning": 10.0, "alert_critical": 30.0,
+                  "watchdog_defer": 10.0}
+# Swap and available memory mean the same to all of them: warn (alert warning) and fail
+# (alert critical); the watchdog defers below the fail level of available memory.
+SWAP_USED_PERCENT = {"warn": 50.0, "fail": 80.0}
+MEM_AVAILABLE_PERCENT = {"warn": 10.0, "fail": 5.0}
+
 
 def parse_meminfo(text):
     """/proc/meminfo as {key: bytes} (HugePages_* counts stay counts)."""

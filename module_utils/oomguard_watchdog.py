@@ -26,9 +26,11 @@ import re
 
 try:
     from ansible.module_utils.oomguard_files import read_text, write_file_atomic
+    from ansible.module_utils.oomguard_memstat import MEM_AVAILABLE_PERCENT, PSI_FULL_AVG10, PSI_SOME_AVG10
     from ansible.module_utils.oomguard_systemd import UnitNameError, normalize_unit_name
 except ImportError:  # installed beside an agent, outside Ansible
     from oomguard_files import read_text, write_file_atomic
+    from oomguard_memstat import MEM_AVAILABLE_PERCENT, PSI_FULL_AVG10, PSI_SOME_AVG10
     from oomguard_systemd import UnitNameError, normalize_unit_name
 
 DEFAULT_CONFIG = "/etc/oomguard/watchdog.json"
@@ -66,9 +68,10 @@ ESCALATION_DEFAULTS = {
 # listener oom_protect keeps alive (seen in the drill). Such failures are deferred,
 # but never longer than this, so a really hung service is still restarted.
 PRESSURE_PATIENCE = 180
-PRESSURE_PSI_SOME = 30.0
-PRESSURE_PSI_FULL = 10.0
-PRESSURE_AVAILABLE_PERCENT = 5.0
+# The levels of "starved" are in oomguard_memstat's table, beside the audit's and the agent's.
+PRESSURE_PSI_SOME = PSI_SOME_AVG10["watchdog_defer"]
+PRESSURE_PSI_FULL = PSI_FULL_AVG10["watchdog_defer"]
+PRESSURE_AVAILABLE_PERCENT = MEM_AVAILABLE_PERCENT["fail"]
 DEFERRED = "deferred under memory pressure"
 
 

@@ -13,6 +13,7 @@ one parser, no copies.
   units | oomguard_memory_plan(slices, login_path, total_bytes) -> one plan (login path merged)
   plan | oomguard_memory_plan_errors(total_bytes, reserve, floors) -> [] or messages
   settings | oomguard_early_relief_plan(facts)  -> {engine, reason, files, earlyoom_args, errors, ...}
+  path | oomguard_path_error(name, suffix, under) -> '' or why the path may not be written (oomguard_files)
 """
 
 from __future__ import absolute_import, division, print_function
@@ -34,6 +35,11 @@ except ImportError:  # the controller does not put the configured module_utils o
         sys.path.insert(0, _MODULE_UTILS)
     from oomguard_memplan import DEFAULT_RESERVE, PlanError, merge_login_path, normalize_entries, validate_plan
     from oomguard_sizes import SizeError, human_size, parse_size, systemd_size
+
+try:
+    from ansible.module_utils.oomguard_files import path_error
+except ImportError:  # see above: module_utils/ is on sys.path by now
+    from oomguard_files import path_error
 
 try:
     from ansible.module_utils.oomguard_earlyrelief import PlanError as EarlyReliefPlanError
@@ -156,6 +162,15 @@ def oomguard_early_relief_plan(settings, facts=None):
     return result
 
 
+def oomguard_path_error(value, name, suffix=None, under=None):
+    """'' when value is a path oomguard may write for the option name, else the error
+    (the same rule as the agents' --check-config: absolute, normalised, no control
+    characters, outside the system trees, inside `under` when given)."""
+    if under is not None and (isinstance(under, str) or not isinstance(under, (list, tuple))):
+        raise AnsibleFilterError("oomguard_path_error: under must be a list of directories, got %r" % (under,))
+    return path_error(name, value, suffix=suffix, under=tuple(under) if under else None) or ""
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -165,4 +180,5 @@ class FilterModule(object):
             "oomguard_memory_plan": oomguard_memory_plan,
             "oomguard_memory_plan_errors": oomguard_memory_plan_errors,
             "oomguard_early_relief_plan": oomguard_early_relief_plan,
+            "oomguard_path_error": oomguard_path_error,
         }

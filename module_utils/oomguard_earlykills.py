@@ -37,6 +37,11 @@ import os
 import re
 import stat
 
+try:
+    from ansible.module_utils.oomguard_files import append_line
+except ImportError:  # installed beside an agent, outside Ansible
+    from oomguard_files import append_line
+
 HOOK_PATH = "/run/oomguard/early-kills.jsonl"
 ENGINES = ("earlyoom", "systemd-oomd")
 OOMD_IDENTIFIER = "systemd-oomd"
@@ -207,26 +212,8 @@ def append_hook_record(record, path=HOOK_PATH, max_bytes=HOOK_MAX_BYTES, owner_u
     except OSError as exc:
         if exc.errno != errno.EEXIST:
             return "cannot create %s: %s" % (directory, exc.strerror)
-    info = os.lstat(directory)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != owner_uid or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return "%s is not a directory of root's that only root may write: refused" % directory
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
-                     0o644)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "%s is a symlink: refused" % path
-        return "cannot open %s: %s" % (path, exc.strerror)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != owner_uid or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return "%s is not a regular file of root's that only root may write: refused" % path
-        if info.st_size >= max_bytes:
-            return "%s has reached %d bytes: record dropped" % (path, max_bytes)
-        os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
-    finally:
-        os.close(fd)
-    return None
+    return append_line(path, json.dumps(record, sort_keys=True) + "\n", max_bytes=max_bytes, mode=0o644,
+                       owner_uid=owner_uid)
 
 
 def read_hook_file(path=HOOK_PATH, owner_uid=0, max_bytes=HOOK_MAX_BYTES):

@@ -28,9 +28,11 @@ import socket
 import time
 
 try:
+    from ansible.module_utils.oomguard_files import UnsafePathError, append_line, check_write_dir
     from ansible.module_utils.oomguard_memstat import memory_summary, read_meminfo, read_psi
     from ansible.module_utils.oomguard_procfs import read_process, scan_processes
 except ImportError:  # installed beside an agent, outside Ansible
+    from oomguard_files import UnsafePathError, append_line, check_write_dir
     from oomguard_memstat import memory_summary, read_meminfo, read_psi
     from oomguard_procfs import read_process, scan_processes
 
@@ -82,14 +84,15 @@ def format_snapshot_line(record):
 
 def rotate(path, keep):
     """path -> path.1 -> ... -> path.<keep>; the oldest beyond keep is removed."""
+    # lexists, unlink and rename act on a link itself, never on what it points to.
     oldest = "%s.%d" % (path, keep)
-    if os.path.exists(oldest):
+    if os.path.lexists(oldest):
         os.unlink(oldest)
     for index in range(keep - 1, 0, -1):
         source = "%s.%d" % (path, index)
-        if os.path.exists(source):
+        if os.path.lexists(source):
             os.rename(source, "%s.%d" % (path, index + 1))
-    if os.path.exists(path):
+    if os.path.lexists(path):
         os.rename(path, "%s.1" % path)
 
 
@@ -102,19 +105,18 @@ def append_snapshot(path, record, max_bytes, keep, mode=0o640):
     if max_bytes <= 0 or keep < 1:
         raise ValueError("append_snapshot: max_bytes must be > 0 and keep >= 1 (got %r, %r)" % (max_bytes, keep))
     data = format_snapshot_line(record).encode("utf-8")
+    check_write_dir(path)  # before the rotation too: its renames stay in a safe directory
     try:
-        size = os.stat(path).st_size
+        size = os.lstat(path).st_size  # a link is never followed, here or below
     except OSError as exc:
         if exc.errno != errno.ENOENT:
             raise
         size = 0
     if size and size + len(data) > max_bytes:
         rotate(path, keep)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, mode)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
+    reason = append_line(path, data, mode=mode)
+    if reason:
+        raise UnsafePathError(reason)
     return len(data)
 
 

@@ -25,11 +25,11 @@ import os
 import re
 
 try:
-    from ansible.module_utils.oomguard_files import read_text, write_file_atomic
+    from ansible.module_utils.oomguard_files import path_error, read_text, write_file_atomic
     from ansible.module_utils.oomguard_memstat import MEM_AVAILABLE_PERCENT, PSI_FULL_AVG10, PSI_SOME_AVG10
     from ansible.module_utils.oomguard_systemd import UnitNameError, normalize_unit_name
 except ImportError:  # installed beside an agent, outside Ansible
-    from oomguard_files import read_text, write_file_atomic
+    from oomguard_files import path_error, read_text, write_file_atomic
     from oomguard_memstat import MEM_AVAILABLE_PERCENT, PSI_FULL_AVG10, PSI_SOME_AVG10
     from oomguard_systemd import UnitNameError, normalize_unit_name
 
@@ -118,8 +118,9 @@ def normalize_probe(probe, where):
         out["banner"] = banner
     elif kind == "heartbeat":
         path = probe.get("path")
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise ConfigError("%s.path: %r must be an absolute path" % (where, path))
+        error = path_error(where + ".path", path, system_ok=True)
+        if error:
+            raise ConfigError(error)
         out["path"] = path
         out["max_age"] = _int(probe.get("max_age", 150), where + ".max_age", 1)
     elif kind == "command":
@@ -138,10 +139,14 @@ def normalize_config(raw):
         "interval": _int(raw.get("interval", 15), "interval", 1),
     }
     for key in ("state_file", "sinks_file", "pause_file"):
-        if not isinstance(cfg[key], str) or not cfg[key].startswith("/"):
-            raise ConfigError("%s: %r must be an absolute path" % (key, cfg[key]))
+        error = path_error(key, cfg[key], system_ok=key != "state_file")  # the state file is written
+        if error:
+            raise ConfigError(error)
     esc = dict(ESCALATION_DEFAULTS)
-    esc.update(raw.get("escalation") or {})
+    escalation = raw.get("escalation") or {}
+    if not isinstance(escalation, dict):
+        raise ConfigError("escalation: %r must be a mapping of %s" % (escalation, ", ".join(sorted(ESCALATION_DEFAULTS))))
+    esc.update(escalation)
     if esc["action"] not in ESCALATIONS:
         raise ConfigError("escalation.action: %r; allowed: %s" % (esc["action"], ", ".join(ESCALATIONS)))
     esc["min_interval"] = _int(esc["min_interval"], "escalation.min_interval", 0)
@@ -183,7 +188,10 @@ def normalize_config(raw):
 
 def load_config(path):
     """The normalized configuration in the JSON file at path; ConfigError says what is wrong."""
-    text = read_text(path)
+    try:
+        text = read_text(path)
+    except (IOError, OSError) as exc:  # a directory, a fifo, ...
+        raise ConfigError("%s: cannot read the configuration: %s" % (path, exc.strerror or exc))
     if text is None:
         raise ConfigError("%s: cannot read the configuration" % path)
     return normalize_config(_parse_json(text, path))

@@ -191,3 +191,16 @@ def test_early_relief_plan_returns_the_refusals(change, message):
 def test_early_relief_plan_malformed_arguments(settings, facts, message):
     with pytest.raises(AnsibleFilterError, match=message):
         oomguard_early_relief_plan(settings, facts)
+
+
+def test_path_error_filter_for_the_roles_preflight():
+    """Issue 15: the role's preflight refuses what the agent's --check-config refuses."""
+    assert oomguard.oomguard_path_error("/var/log/oomguard/snapshots.jsonl", "swap_alert_snapshot_path",
+                                        under=["/var/log"]) == ""
+    error = oomguard.oomguard_path_error("/var/lib/prometheus/node-exporter/../../../../etc/cron.d",
+                                         "swap_alert_metrics_textfile_dir", under=["/var", "/run"])
+    assert error.startswith("swap_alert_metrics_textfile_dir: ") and "normalised" in error
+    assert "outside /var/log" in oomguard.oomguard_path_error("/home/x.jsonl", "swap_alert_events_path",
+                                                              under=["/var/log"])
+    with pytest.raises(AnsibleFilterError, match="under must be a list"):
+        oomguard.oomguard_path_error("/var/log/x", "x", under="/var/log")

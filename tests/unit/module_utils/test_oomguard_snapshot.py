@@ -134,3 +134,35 @@ def test_read_latest_snapshot(tmp_path, fake_proc):
 def test_append_refuses_nonsense_bounds(tmp_path):
     with pytest.raises(ValueError, match="max_bytes"):
         append_snapshot(str(tmp_path / "x"), {}, 0, 1)
+
+
+def test_append_snapshot_never_follows_a_planted_link(tmp_path):
+    """Issue 15: a link at snapshots.jsonl made the agent append to /etc/shadow."""
+    shadow = tmp_path / "shadow"
+    shadow.write_text("root:*:19000:0:99999:7:::\n")
+    path = tmp_path / "snapshots.jsonl"
+    path.symlink_to(shadow)
+    with pytest.raises(OSError, match="symlink: refused"):
+        append_snapshot(str(path), {"time": 1.0}, 4096, 2)
+    assert shadow.read_text() == "root:*:19000:0:99999:7:::\n"
+
+
+def test_rotation_moves_links_never_their_targets(tmp_path):
+    shadow = tmp_path / "shadow"
+    shadow.write_text("secret\n")
+    path = tmp_path / "alerts.jsonl"
+    path.write_text("x" * 5000 + "\n")
+    (tmp_path / "alerts.jsonl.2").symlink_to(shadow)
+    append_snapshot(str(path), {"time": 1.0}, 4096, 2)
+    assert shadow.read_text() == "secret\n"
+    assert (tmp_path / "alerts.jsonl.1").stat().st_size == 5001
+    assert json.loads(path.read_text()) == {"time": 1.0}
+
+
+def test_append_snapshot_refuses_a_directory_others_may_write(tmp_path):
+    place = tmp_path / "log"
+    place.mkdir()
+    place.chmod(0o1777)
+    with pytest.raises(OSError, match="writable by group or others"):
+        append_snapshot(str(place / "snapshots.jsonl"), {"time": 1.0}, 4096, 2)
+    assert os.listdir(str(place)) == []

@@ -4,6 +4,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import re
 import select
 
 import pytest
@@ -411,3 +412,68 @@ def test_early_kills_config_validation():
     with pytest.raises(alertd.ConfigError, match="early_kills.journal"):
         alertd.validate_config({"early_kills": {"journal": "sometimes"}})
     assert alertd.validate_config({})["early_kills"]["hook_path"] == "/run/oomguard/early-kills.jsonl"
+
+
+# --- hostile configuration and planted links (issue 15) ---------------------------
+
+@pytest.mark.parametrize("patch,fragment", [
+    ({"metrics": {"path": "/var/lib/prometheus/node-exporter/../../../../etc/cron.d/oomguard.prom"}}, "metrics.path"),
+    ({"metrics": {"path": "/etc/cron.d/oomguard.prom"}}, "under /etc"),
+    ({"metrics": {"path": "/var/lib/node/oomguard.txt"}}, ".prom"),
+    ({"snapshot": {"path": 5}}, "snapshot.path: 5 is not a path"),
+    ({"snapshot": {"path": "/var/log/oomguard/s.jsonl\n"}}, "control character"),
+    ({"events": {"path": "../alerts.jsonl"}}, "events.path"),
+    ({"state_path": "/var/lib/oomguard/../../../etc/shadow"}, "state_path"),
+    ({"snapshot": "big"}, "snapshot: \"big\" is not an object"),
+    ({"snapshot": {"size": 1}}, "unknown key 'size'"),
+    ({"metrics": {"interval": None}}, "metrics.interval: null is not a number"),
+    ({"poll_interval": "2"}, "poll_interval: \"2\" is not a number"),
+    ({"poll_interval": float("nan")}, "poll_interval: NaN is not a number"),
+    ({"psi_trigger": {"window_us": 10 ** 400}}, "psi_trigger.window_us"),
+    ({"snapshot": {"max_bytes": 4096.5}}, "snapshot.max_bytes: 4096.5 is not an integer"),
+    ({"mlock": "yes"}, "mlock: \"yes\" is not a boolean"),
+    ({"thresholds": []}, "thresholds"),
+    ({"thresholds": {"swap_used": {"warning": "high"}}}, "thresholds.swap_used.warning"),
+    ({"early_kills": {"hook_owner_uid": -1}}, "hook_owner_uid"),
+])
+def test_check_config_refuses_wrong_types_and_paths_with_the_key(tmp_path, capsys, patch, fragment):
+    with pytest.raises(alertd.ConfigError, match=re.escape(fragment)):
+        alertd.validate_config(patch)
+    (tmp_path / "bad.json").write_text(json.dumps(patch))
+    assert alertd.main(["--config", str(tmp_path / "bad.json"), "--check-config"]) == 2
+    err = capsys.readouterr().err
+    assert fragment.split(":")[0].split(".")[0] in err and "Traceback" not in err
+
+
+def test_check_config_on_a_directory_exits_2(tmp_path, capsys):
+    assert alertd.main(["--config", str(tmp_path), "--check-config"]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_agent_never_writes_through_planted_links(env, capsys):
+    """Links planted at every file the agent writes: the targets are left as they were,
+    each refusal is logged once, and the agent keeps running."""
+    shadow = env / "shadow"
+    shadow.write_text("secret\n")
+    for name in ("snapshots.jsonl", "alerts.jsonl"):
+        (env / name).symlink_to(shadow)
+    agent = make_agent(env)
+    for now in range(3):
+        set_input(env, {"swap_used_percent": 95 if now < 2 else 10})
+        agent.tick(now=1000.0 + now)
+    assert shadow.read_text() == "secret\n"
+    err = capsys.readouterr().err
+    assert err.count("cannot write snapshot") == 1 and err.count("cannot append event") == 1
+
+
+def test_agent_refuses_a_metrics_directory_others_may_write(env, capsys):
+    open_dir = env / "textfile"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    config = alertd.load_config(str(env / "alertd.json"))
+    config["metrics"]["path"] = str(open_dir / "oomguard.prom")
+    agent = alertd.Agent(config, host="web1")
+    agent.tick(now=1000.0)
+    agent.tick(now=2000.0)
+    assert os.listdir(str(open_dir)) == []
+    assert capsys.readouterr().err.count("cannot write metrics") == 1

@@ -238,7 +238,7 @@ from ansible.module_utils.oomguard_cgroup import (
     v1_swap_accounting,
     write_memory_file,
 )
-from ansible.module_utils.oomguard_files import ensure_dir, read_text, write_file_atomic
+from ansible.module_utils.oomguard_files import UnsafePathError, ensure_dir, read_text, write_file_atomic
 from ansible.module_utils.oomguard_memplan import (
     DEFAULT_RESERVE,
     DROPIN_NAME,
@@ -414,8 +414,11 @@ def run(module, proc="/proc", dropin_dir=DROPIN_DIR, page_size=None):
         readback = readback_before
     else:
         if dropin_changed:
-            ensure_dir(os.path.dirname(path))
-            write_file_atomic(path, new, mode=0o644)
+            try:
+                ensure_dir(os.path.dirname(path))
+                write_file_atomic(path, new, mode=0o644)
+            except UnsafePathError as exc:
+                module.fail_json(msg=str(exc), unit=unit, changed=False)
             systemctl.must(["daemon-reload"])
         mid_show = systemctl.show(unit) if dropin_changed else before_show
         if live:

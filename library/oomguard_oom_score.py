@@ -257,7 +257,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.oomguard_cgroup import cgroup_pids, read_hierarchy
-from ansible.module_utils.oomguard_files import ensure_dir, read_text, remove_file, write_file_atomic
+from ansible.module_utils.oomguard_files import UnsafePathError, ensure_dir, read_text, remove_file, write_file_atomic
 from ansible.module_utils.oomguard_oomscore import (
     DEFAULT_DROPIN, LIVE_SCOPES, ON_REFUSAL, PERSIST_MODES, PlanError, apply_live, group_of, live_diff_text,
     plan_dropin, plan_live, render_oom_dropin, resolve_persist, select_pids, status_entry, summarize,
@@ -438,8 +438,11 @@ def run(module, params, proc="/proc", dropin_dir=DROPIN_DIR, systemd_runtime_dir
                                    after=dropin_plan["after"]))
         if dropin_plan["changed"] and not module.check_mode:
             if dropin_plan["action"] == "write":
-                ensure_dir(os.path.dirname(path))
-                write_file_atomic(path, dropin_plan["after"], mode=0o644)
+                try:
+                    ensure_dir(os.path.dirname(path))
+                    write_file_atomic(path, dropin_plan["after"], mode=0o644)
+                except UnsafePathError as exc:
+                    module.fail_json(msg=str(exc), changed=False)
             else:
                 remove_file(path)
             if params["daemon_reload"]:

@@ -203,7 +203,7 @@ reboot_required:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.oomguard_files import read_text, write_file_atomic
+from ansible.module_utils.oomguard_files import UnsafePathError, read_text, write_file_atomic
 from ansible.module_utils.oomguard_memstat import read_meminfo
 from ansible.module_utils.oomguard_xen import (
     MIB,
@@ -326,7 +326,10 @@ def grub_warnings(grub_text, grub_path):
 
 
 def write_plan(module, plan):
-    write_file_atomic(plan["path"], plan["after"], mode=plan["mode"])
+    try:
+        write_file_atomic(plan["path"], plan["after"], mode=plan["mode"])
+    except UnsafePathError as exc:
+        fail(module, str(exc))
     if read_text(plan["path"]) != plan["after"]:
         fail(module, "%s did not read back as written" % plan["path"])
 

@@ -216,6 +216,7 @@ def ensure_dir(path, mode=0o755, uid=0, gid=0):
     parent = os.path.dirname(path.rstrip("/"))
     if parent and not os.path.isdir(parent):
         ensure_dir(parent, mode, uid, gid)
+    check_write_dir(path.rstrip("/"))  # never create inside a directory others may write
     os.mkdir(path, mode)
     os.chmod(path, mode)
     _chown_if_root(path, uid, gid)

@@ -280,3 +280,13 @@ def test_real_kernel_refusal_is_reported_and_clamped(tmp_path):
     finally:
         child.kill()
         child.wait()
+
+
+def test_dropin_directory_others_may_write_is_refused_not_a_traceback(host):
+    """Issue 15: a module writes only into directories of root's that nobody else may write."""
+    os.chmod(host["dropin_dir"], 0o777)
+    module = FakeModule()
+    with pytest.raises(Fail) as failed:
+        run(host, module, unit="ssh", score=-1000, persist="sshd_env", live_scope="main")
+    assert "writable by group or others" in failed.value.args[0]["msg"]
+    assert os.listdir(host["dropin_dir"]) == []

@@ -34,8 +34,10 @@ description:
     them all when the host moves to cgroup v2.
   - Where the memory cgroup is read-only (containers) the drop-in is still written and C(enforced=false)
     is returned with the reason.
-  - Refuses plans that would hurt the host, before anything is written; see I(plan), I(reserve) and
-    I(floors).
+  - Refuses plans that would hurt the host, before anything is written or systemd asked; see I(plan),
+    I(reserve) and I(floors). Sizes are ASCII digits (fullwidth or other non-ASCII digits are refused) with an optional K/M/G/T unit, a
+    whole number of bytes (a float such as C(1.5) is refused rather than truncated), or C(N%); at most
+    systemd's uint64 range.
   - A setting left out is not managed (it is neither written to the drop-in nor changed live). To clear a
     limit use C(infinity) for high, max and swap_max, and C(0) for low and min.
 author:
@@ -93,7 +95,9 @@ options:
     description:
       - Lowest allowed I(max) and I(high) for units that must stay reachable, a dict of unit name to size.
       - When not given, C(ssh.service) and C(sshd.service) 128M, C(cron.service) and C(crond.service)
-        64M, C(system.slice) 512M. An empty dict disables the floors.
+        64M, C(system.slice) 512M. An empty dict disables these floors.
+      - Whatever this says, no unit's I(max) or I(high) may be below 16M (C(0) or a few bytes would leave
+        the unit unable to start).
     type: dict
   live:
     description:

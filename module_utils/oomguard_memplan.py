@@ -49,6 +49,11 @@ DEFAULT_FLOORS = {
     "crond.service": "64M",
     "system.slice": "512M",
 }
+# No unit's max or high below this, whatever the floors option says (the per-unit floors
+# above come on top): 0 or a few bytes (MemoryMax=0 on dbus.service, a float 1.5 read as
+# 1) leaves a unit that cannot even start, and takes down whatever depends on it.
+MIN_LIMIT = "16M"
+MIN_LIMIT_BYTES = 16 * 1024 * 1024
 # RAM kept out of all low/min protections together (kernel, page cache, everything unprotected).
 DEFAULT_RESERVE = "512M"
 
@@ -110,12 +115,17 @@ def unit_errors(unit, settings, floors_bytes):
             if value is not None and _bigger(value, limit):
                 errors.append("%s: %s %s is above max %s" % (unit, name, _show(value), _show(limit)))
     floor = floors_bytes.get(unit)
-    if floor is not None:
-        for name in ("max", "high"):
-            value = settings.get(name)
-            if value is not None and value != INFINITY and value < floor:
-                errors.append("%s: %s %s is below the safe floor %s for this unit (the floors option)"
-                              % (unit, name, _show(value), _show(floor)))
+    for name in ("max", "high"):
+        value = settings.get(name)
+        if value is None or value == INFINITY:
+            continue
+        if floor is not None and floor > MIN_LIMIT_BYTES and value < floor:
+            errors.append("%s: %s %s is below the safe floor %s for this unit (the floors option)"
+                          % (unit, name, _show(value), _show(floor)))
+        elif value < MIN_LIMIT_BYTES:
+            errors.append("%s: %s %s is below the minimum %s for any unit (0 or a few bytes would leave it unable "
+                          "to start); allowed: %s or more, or 'infinity'" % (unit, name, _show(value),
+                                                                          _show(MIN_LIMIT_BYTES), MIN_LIMIT))
     return errors
 
 
@@ -153,6 +163,9 @@ def budget_errors(plan, total_bytes, reserve_bytes, origins=None, reserve_argume
 
 
 def parse_floors(floors, total_bytes):
+    if floors is not None and not isinstance(floors, dict):
+        raise PlanError("floors: %r must be a mapping of unit name to size (e.g. {ssh.service: 128M}); "
+                        "{} keeps only the minimum %s of every unit" % (floors, MIN_LIMIT))
     result = {}
     for unit, value in (floors or {}).items():
         try:

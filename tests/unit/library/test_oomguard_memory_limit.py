@@ -449,3 +449,42 @@ def test_refusal_names_the_login_path(tmp_path):
     with pytest.raises(FailJson) as info:
         run(tree, systemd, name="worker", max="64M", plan=plan)
     assert "memory_limits_login_path protects ssh.service 200 MiB" in info.value.args[0]["msg"]
+
+
+# --- values that would hurt the host (issue 15) --------------------------------------
+
+@pytest.mark.parametrize("settings, message", [
+    ({"max": 0}, "max 0 B (0 bytes) is below the minimum 16 MiB (16777216 bytes) for any unit"),
+    ({"max": "0"}, "below the minimum 16 MiB"),
+    ({"high": "1K"}, "high 1 KiB (1024 bytes) is below the minimum"),
+    ({"max": 1.5}, "max: 1.5 is a fractional number of bytes"),
+    ({"max": "\uff11G"}, "ASCII digits"),
+    ({"max": "64M\n"}, "is not a size"),
+    ({"max": "18446744073709551615"}, "beyond what systemd takes"),
+    ({"max": "9" * 10000}, "too long for a size"),
+    ({"max": 10 ** 10000}, "beyond what systemd takes"),
+    ({"max": [64]}, "is not a size"),
+    ({"max": "64M", "floors": "none"}, "floors: 'none' must be a mapping"),
+    ({"max": "64M", "floors": {"worker.service": "1.5"}}, None),
+])
+def test_values_that_hurt_the_host_are_refused_before_systemd_is_asked(tmp_path, settings, message):
+    """A zero, a float, a non-ASCII digit or an overflow needs no fact of the host: refused
+    before any systemctl call (a host without systemd fails on the value, not on systemctl)."""
+    tree, systemd = setup(tmp_path)
+    if message is None:  # a floor below the minimum does not lower the minimum
+        result = run(tree, systemd, name="worker", **settings)
+        assert result["changed"]
+        return
+    with pytest.raises(FailJson) as info:
+        run(tree, systemd, name="dbus", **settings)
+    assert message in info.value.args[0]["msg"]
+    assert systemd.calls == []
+    assert not os.path.exists(tree.dropins)
+
+
+def test_the_minimum_applies_with_the_floors_disabled(tmp_path):
+    tree, systemd = setup(tmp_path)
+    with pytest.raises(FailJson) as info:
+        run(tree, systemd, name="worker", max="8M", floors={})
+    assert "below the minimum 16 MiB" in info.value.args[0]["msg"]
+    assert run(tree, systemd, name="worker", max="16M", floors={})["changed"]

@@ -39,7 +39,9 @@ RAM = 4 * GIB
     ("infinity", INFINITY),
     ("max", INFINITY),
     ("unlimited", INFINITY),
-    (12.9, 12),
+    (12.0, 12),  # a whole float is exact; 12.9 is refused (issue 15)
+    ("18446744073709551614", 2 ** 64 - 2),
+    ("15.999999999999999999T", 16 * 1024 ** 4 - 1),
 ])
 def test_valid_sizes(text, expected):
     assert parse_size(text, total_bytes=RAM) == expected
@@ -63,6 +65,25 @@ def test_valid_sizes(text, expected):
     (None, "is not a size"),
     (True, "is not a size"),
     ("64M64", "is not a size"),
+    # Issue 15: hostile and careless sizes are refused, never read as something else.
+    (1.5, "fractional number of bytes"),
+    (12.9, "fractional number of bytes"),
+    (float("nan"), "is not a size"),
+    (float("inf"), "is not a size"),
+    ("\uff11G", "ASCII digits"),
+    ("\u0661\u0662M", "ASCII digits"),
+    ("64M\n", "is not a size"),
+    ("64\nM", "is not a size"),
+    ("64M\x00", "is not a size"),
+    ("18446744073709551615", "beyond what systemd takes"),
+    ("16E", "is not a size"),
+    ("17179869184G", "beyond what systemd takes"),
+    (2 ** 64, "beyond what systemd takes"),
+    (10 ** 400, "beyond what systemd takes"),
+    ("9" * 10000, "too long for a size"),
+    ("1" * 60 + "G", "beyond what systemd takes"),
+    ([64], "is not a size"),
+    ({"size": "64M"}, "is not a size"),
 ])
 def test_invalid_sizes(text, message):
     with pytest.raises(SizeError) as info:
@@ -70,6 +91,11 @@ def test_invalid_sizes(text, message):
     assert message in str(info.value)
     assert str(info.value).startswith("max: ")
     assert not is_size(text, total_bytes=RAM)
+
+
+def test_a_10000_digit_number_is_refused_without_overflow():
+    with pytest.raises(SizeError, match="max: a 33220-bit number is beyond what systemd takes"):
+        parse_size(10 ** 10000, name="max")
 
 
 def test_percentage_needs_ram():

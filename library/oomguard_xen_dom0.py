@@ -61,15 +61,24 @@ options:
     type: bool
     default: true
   grub_default_file:
-    description: The grub default file that holds C(GRUB_CMDLINE_XEN_DEFAULT); created when absent.
+    description:
+      - The grub default file that holds C(GRUB_CMDLINE_XEN_DEFAULT); created when absent (only under the
+        name C(grub)).
+      - Refused, with nothing written, unless it is a regular file (not a link) of shell-variable
+        assignments with at least one C(GRUB_) key; an absolute, normalised path.
     type: path
     default: /etc/default/grub
   xl_conf_file:
-    description: The xl toolstack configuration; created when absent and its directory exists.
+    description:
+      - The xl toolstack configuration; created when absent and its directory exists (only under the name
+        C(xl.conf)).
+      - Refused, with nothing written, unless it is a regular file (not a link) that parses as xl config
+        (C(key = value) settings, comments); an absolute, normalised path.
     type: path
     default: /etc/xen/xl.conf
   xend_config_file:
-    description: The legacy xend configuration; edited only when it exists.
+    description:
+      - The legacy xend configuration; edited only when it exists, and only when it reads as s-expressions.
     type: path
     default: /etc/xen/xend-config.sxp
 notes:
@@ -201,14 +210,17 @@ reboot_required:
 """
 
 import os
+import stat
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.oomguard_files import UnsafePathError, read_text, write_file_atomic
+from ansible.module_utils.oomguard_files import UnsafePathError, path_error, read_text, write_file_atomic
 from ansible.module_utils.oomguard_memstat import read_meminfo
 from ansible.module_utils.oomguard_xen import (
+    FILE_CHECKS,
     MIB,
     XenError,
     cmdline_dom0_mem,
+    config_file_error,
     dom0_entry,
     dom0_mem_option,
     dom0_mem_token,
@@ -285,6 +297,28 @@ def read_dom0_current(module, tool):
     return entry["mem_bytes"] if entry else None
 
 
+def check_config_file(module, option, path):
+    """Fail unless path is missing (and may be created) or a regular file whose content is
+    what option says it is. Links are refused: the write would replace the link."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        info = None
+    text = None
+    if info is not None:
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a symlink" if stat.S_ISLNK(info.st_mode) else "not a regular file"
+            fail(module, "%s: refusing to edit %s: it is %s; allowed: the file itself" % (option, path, kind))
+        try:
+            text = read_text(path, "")
+        except (UnicodeDecodeError, OSError) as exc:
+            fail(module, "%s: refusing to edit %s: it cannot be read as text (%s); allowed: %s"
+                 % (option, path, exc, FILE_CHECKS[option][1]))
+    error = config_file_error(option, path, text)
+    if error:
+        fail(module, error)
+
+
 def file_plan(path, new_text_fn, create=True):
     """{'path', 'exists', 'before', 'after', 'changed', 'mode'} for one file."""
     before = read_text(path)
@@ -346,6 +380,10 @@ def run_module(module, proc="/proc", etc="/etc"):
             validate_dom0_mem(params["dom0_mem"])
     except XenError as exc:
         fail(module, str(exc))
+    for option in FILE_CHECKS:
+        error = path_error(option, params[option], system_ok=True)
+        if error:
+            fail(module, error)
 
     # 2. Xen dom0 or nothing.
     detected = detect(module, proc)
@@ -373,7 +411,10 @@ def run_module(module, proc="/proc", etc="/etc"):
         fail(module, str(exc), **{k: result[k] for k in ("host_total_bytes", "dom0_current_bytes")})
     token = dom0_mem_token(target)
 
-    # 3. Plan every file and the live decision; nothing is written yet.
+    # 3. Plan every file and the live decision; nothing is written yet. Each file must be
+    # what its option says it is (issue 15: /etc/shadow got a GRUB_ line).
+    for option in ["grub_default_file"] + (["xl_conf_file", "xend_config_file"] if params["disable_ballooning"] else []):
+        check_config_file(module, option, params[option])
     try:
         plans = {"grub_default": file_plan(params["grub_default_file"],
                                            lambda text: set_grub_xen_dom0_mem(text, token))}

@@ -519,6 +519,131 @@ def set_xend_dom0_memory(text, min_mem_mib):
     return text
 
 
+# --------------------------------------------------------------------------- what a file is
+
+# The file names a missing file may be created under (grub_default_file, xl_conf_file):
+# a path such as /etc/cron.d/x never gets a GRUB_ or autoballoon line.
+CREATABLE_NAMES = {"grub_default_file": ("grub",), "xl_conf_file": ("xl.conf",)}
+_SHELL_ASSIGN_RE = re.compile(r"\A[ \t]*(?:export[ \t]+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)\Z")
+_XL_KEY_RE = re.compile(r"\A[ \t]*(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)[ \t]*=[ \t]*(?P<value>\S.*)\Z")
+
+
+def _open_quote(value, quote=None):
+    """The quote (or backslash) a shell value leaves open at the end of its line, or None;
+    quote: the one still open from the previous line."""
+    escaped = False
+    for char in value:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quote != "'":
+            escaped = True
+        elif quote is None and char in "\"'`":
+            quote = char
+        elif char == quote:
+            quote = None
+        elif quote is None and char == "#":
+            break
+    if escaped and quote is None:
+        return "\\"
+    return quote
+
+
+def _active_lines(text):
+    for lineno, line in enumerate(text.split("\n"), 1):
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            yield lineno, line
+
+
+def _control_error(text):
+    bad = [c for c in text if (ord(c) < 32 and c not in "\t\n\r") or 0xD800 <= ord(c) <= 0xDFFF]
+    if bad:
+        return "it is not a text file (it holds %r)" % bad[0]
+    return None
+
+
+def grub_default_error(text):
+    """None when text is what grub_default_file must be: a shell-variable file of
+    assignments (comments and blank lines aside) with at least one GRUB_ key; else why not."""
+    error = _control_error(text)
+    if error:
+        return error
+    names = []
+    quote = None
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if quote is not None:  # inside a value that spans lines
+            quote = _open_quote(line, None if quote == "\\" else quote)
+            continue
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _SHELL_ASSIGN_RE.match(line)
+        if not match:
+            return "line %d is not a shell variable assignment (NAME=value): %r" % (lineno, line[:60])
+        names.append(match.group("name"))
+        quote = _open_quote(match.group("value"))
+    if not any(name.startswith("GRUB_") for name in names):
+        return "it has no GRUB_ assignment, so it is not a grub defaults file"
+    return None
+
+
+def _nested_error(text, opener, closer, top_level, what):
+    """Why text is not lines of `what` (None when it is): every line at depth 0 must
+    satisfy top_level (returning the rest of the line, or None); opener/closer nest."""
+    error = _control_error(text)
+    if error:
+        return error
+    depth = 0
+    for lineno, line in _active_lines(text):
+        if depth == 0:
+            line = top_level(line)
+            if line is None:
+                return "line %d is not %s" % (lineno, what)
+        depth += line.count(opener) - line.count(closer)
+        if depth < 0:
+            return "line %d closes a %s that was not opened" % (lineno, opener)
+    return None
+
+
+def _xl_setting(line):
+    match = _XL_KEY_RE.match(line)
+    return match.group("value") if match else None
+
+
+def xl_conf_error(text):
+    """None when text parses as xl.conf (key = value lines, lists may span lines); else why not."""
+    return _nested_error(text, "[", "]", _xl_setting, "an xl.conf setting (key = value)")
+
+
+def xend_config_error(text):
+    """None when text reads as xend-config.sxp (s-expressions: every top-level line opens one)."""
+    return _nested_error(text, "(", ")", lambda line: line if line.strip().startswith("(") else None,
+                         "an s-expression")
+
+
+FILE_CHECKS = {
+    "grub_default_file": (grub_default_error, "a grub defaults file (shell-variable assignments with GRUB_ keys)"),
+    "xl_conf_file": (xl_conf_error, "an xl.conf (key = value settings)"),
+    "xend_config_file": (xend_config_error, "a xend-config.sxp (s-expressions)"),
+}
+
+
+def config_file_error(option, path, text):
+    """None when the file at path (text: its content, None when missing) is what option
+    says it is; else the error naming the option, the path, why, and what is allowed."""
+    check, what = FILE_CHECKS[option]
+    if text is None:
+        names = CREATABLE_NAMES.get(option)
+        if names is not None and path.rsplit("/", 1)[-1] not in names:
+            return ("%s: %s does not exist and is not named %s, so it is not created; allowed: %s"
+                    % (option, path, " or ".join(names), what))
+        return None
+    reason = check(text)
+    if reason:
+        return "%s: refusing to edit %s: %s; allowed: %s" % (option, path, reason, what)
+    return None
+
+
 # --------------------------------------------------------------------------- live apply
 
 

@@ -378,3 +378,85 @@ def test_live_mem_set_failure_is_reported(host, capsys):
     result = host.run(capsys, dom0_mem="6G", live=True)
     assert result["_rc"] == 1 and "mem-set 0 6144m` failed" in result["msg"]
     assert result["rc"] != 0
+
+
+# ----------------------------------------------------------------------------- a file that is not what its option says (issue 15)
+
+SHADOW = "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"
+PASSWD = "root:x:0:0:root:/root:/bin/bash\n"
+
+
+@pytest.mark.parametrize("option, content, message", [
+    ("grub_default_file", SHADOW, "line 1 is not a shell variable assignment"),
+    ("grub_default_file", "LANG=C.UTF-8\nPATH=/usr/bin\n", "no GRUB_ assignment"),
+    ("grub_default_file", "GRUB_TIMEOUT=5\n* * * * * root sh\n", "line 2 is not a shell variable assignment"),
+    ("grub_default_file", "GRUB_TIMEOUT=5\x00\n", "not a text file"),
+    ("xl_conf_file", PASSWD, "line 1 is not an xl.conf setting"),
+    ("xl_conf_file", "autoballoon = [\n]]\n", "closes a ["),
+    ("xend_config_file", PASSWD, "line 1 is not an s-expression"),
+])
+def test_a_file_that_is_not_what_its_option_says_is_refused(host, capsys, option, content, message):
+    host.xl()
+    host.files(xend="xend-config.sxp-debian6")
+    target = host.root / "target"
+    target.write_text(content)
+    before = host.snapshot()
+    result = host.run(capsys, dom0_mem="2G", **{option: str(target)})
+    assert result["_rc"] == 1 and result["failed"]
+    assert result["msg"].startswith("%s: refusing to edit %s: " % (option, target)) and message in result["msg"]
+    assert "allowed:" in result["msg"]
+    assert target.read_text() == content and host.snapshot() == before
+
+
+def test_a_link_or_a_directory_is_refused(host, capsys):
+    host.xl()
+    host.files()
+    shadow = host.root / "shadow"
+    shadow.write_text("GRUB_TIMEOUT=5\n")  # even a link to a valid-looking file: the link would be replaced
+    link = host.root / "grub-link"
+    link.symlink_to(shadow)
+    result = host.run(capsys, dom0_mem="2G", grub_default_file=str(link))
+    assert "it is a symlink" in result["msg"] and shadow.read_text() == "GRUB_TIMEOUT=5\n" and link.is_symlink()
+    result = host.run(capsys, dom0_mem="2G", xl_conf_file=str(host.etc))
+    assert "xl_conf_file: refusing to edit" in result["msg"] and "not a regular file" in result["msg"]
+
+
+def test_binary_file_is_refused_not_a_traceback(host, capsys):
+    host.xl()
+    host.files()
+    binary = host.root / "binary"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\xff\xfe\x00")
+    result = host.run(capsys, dom0_mem="2G", grub_default_file=str(binary))
+    assert result["failed"] and "grub_default_file: refusing to edit" in result["msg"]
+    assert binary.read_bytes() == b"\x7fELF\x02\x01\x01\xff\xfe\x00"
+
+
+@pytest.mark.parametrize("option, name", [("grub_default_file", "cron.d-oomguard"), ("xl_conf_file", "passwd")])
+def test_a_missing_file_is_created_only_under_its_own_name(host, capsys, option, name):
+    host.xl()
+    host.files()
+    before = host.snapshot()
+    result = host.run(capsys, dom0_mem="2G", **{option: str(host.etc / name)})
+    assert result["failed"] and "is not named" in result["msg"] and not (host.etc / name).exists()
+    assert host.snapshot() == before
+
+
+@pytest.mark.parametrize("value, message", [
+    ("/etc/default/../shadow", "not a normalised path"),
+    ("etc/default/grub", "must be an absolute path"),
+    ("/etc/default/grub\n", "control character"),
+])
+def test_path_options_are_normalised_before_the_host_is_inspected(host, capsys, value, message):
+    result = host.run(capsys, dom0_mem="2G", grub_default_file=value)  # no xl: not even detected
+    assert result["failed"] and result["msg"].startswith("grub_default_file: ") and message in result["msg"]
+
+
+def test_every_recorded_file_reads_as_what_it_is():
+    from ansible.module_utils import oomguard_xen as xen
+    for name in sorted(os.listdir(FIXTURES)):
+        option = ("grub_default_file" if name.startswith("grub-") else "xl_conf_file" if name.startswith("xl.conf")
+                  else "xend_config_file" if name.startswith("xend") else None)
+        if option:
+            assert xen.config_file_error(option, "/x/" + name, fixture(name)) is None, name
+    assert xen.grub_default_error('GRUB_CMDLINE_LINUX="quiet\n  splash"\nGRUB_TIMEOUT=5\n') is None
+    assert xen.xl_conf_error('vif.default.script = "vif-bridge"\nlockfile = [ "a",\n "b" ]\n') is None

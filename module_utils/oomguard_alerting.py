@@ -156,6 +156,35 @@ def initial_states(thresholds):
                 for level in LEVELS if level in thresholds[check])
 
 
+def _time(value):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+            and abs(value) < 1e12)
+
+
+def restore_states(saved, fresh):
+    """The alert states to continue from after a restart: fresh (initial_states) with the
+    firing/clearing ones of saved (the parsed state file) carried over, as an alert sent
+    before the restart is still owed its recovery. Returns (states, error): error says why
+    saved is damaged (wrong types: the caller moves the file aside and starts fresh)."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("states", {}), dict):
+        return fresh, "not an object with a \"states\" object"
+    states = dict(fresh)
+    for key, entry in saved.get("states", {}).items():
+        if key not in fresh:
+            continue  # a check since disabled
+        if not isinstance(entry, dict) or entry.get("state") not in (STATE_OK, STATE_PENDING, STATE_FIRING,
+                                                                      STATE_CLEARING):
+            return fresh, "%s: %r is not a state" % (key, entry)
+        for field in ("since", "fired_at"):
+            if entry.get(field) is not None and not _time(entry[field]):
+                return fresh, "%s.%s: %r is not a time" % (key, field, entry[field])
+        if entry["state"] in (STATE_FIRING, STATE_CLEARING):
+            if entry.get("since") is None:
+                return fresh, "%s: %s without a since time" % (key, entry["state"])
+            states[key] = dict((k, entry[k]) for k in ("state", "since", "fired_at") if k in entry)
+    return states, None
+
+
 def _beyond(value, limit, higher_is_worse):
     return value >= limit if higher_is_worse else value <= limit
 

@@ -270,6 +270,20 @@ def write_file_atomic(path, content, mode=0o644, uid=0, gid=0):
         pass
 
 
+def move_aside(path, suffix=".damaged"):
+    """Rename a damaged file (a state file that no longer parses) to path + suffix, kept
+    for the post-mortem (one copy: a damaged file a start cannot fill the disk); returns
+    the new path, or None when it could not be moved (then the caller starts fresh anyway
+    and its next save replaces the file)."""
+    target = path + suffix
+    try:
+        check_write_dir(path)
+        os.rename(path, target)
+    except OSError:
+        return None
+    return target
+
+
 def remove_file(path):
     """Remove path; True when something was removed."""
     try:

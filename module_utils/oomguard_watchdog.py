@@ -25,11 +25,11 @@ import os
 import re
 
 try:
-    from ansible.module_utils.oomguard_files import path_error, read_text, write_file_atomic
+    from ansible.module_utils.oomguard_files import move_aside, path_error, read_text, write_file_atomic
     from ansible.module_utils.oomguard_memstat import MEM_AVAILABLE_PERCENT, PSI_FULL_AVG10, PSI_SOME_AVG10
     from ansible.module_utils.oomguard_systemd import UnitNameError, normalize_unit_name
 except ImportError:  # installed beside an agent, outside Ansible
-    from oomguard_files import path_error, read_text, write_file_atomic
+    from oomguard_files import move_aside, path_error, read_text, write_file_atomic
     from oomguard_memstat import MEM_AVAILABLE_PERCENT, PSI_FULL_AVG10, PSI_SOME_AVG10
     from oomguard_systemd import UnitNameError, normalize_unit_name
 
@@ -253,12 +253,79 @@ def read_state(path=DEFAULT_STATE):
     return parse_state(read_text(path))
 
 
-def load_state(path):
+_STATE_TIMES = ("last_restart", "grace_until", "escalated_at", "last_ok", "last_failure", "last_change",
+                "deferred_since")
+_STATE_COUNTS = ("consecutive_failures", "restart_attempts", "restarts_total")
+
+
+def _number(value, integer=False):
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        return False
+    return value == value and abs(value) < 1e12
+
+
+def state_errors(saved):
+    """Why a saved state (parsed JSON of this STATE_VERSION) is damaged: wrong types where
+    the decisions do arithmetic. [] when it may be continued from."""
+    errors = []
+    checks = saved.get("checks", {})
+    if not isinstance(checks, dict):
+        return ["checks: %r is not an object" % (checks,)]
+    for name, check in checks.items():
+        if not isinstance(check, dict):
+            errors.append("checks.%s: %r is not an object" % (name, check))
+            continue
+        errors += ["checks.%s.%s: %r is not a count" % (name, k, check[k])
+                   for k in _STATE_COUNTS if k in check and not (_number(check[k], True) and check[k] >= 0)]
+        errors += ["checks.%s.%s: %r is not a time" % (name, k, check[k])
+                   for k in _STATE_TIMES if check.get(k) is not None and not _number(check[k])]
+        if "status" in check and not isinstance(check["status"], str):
+            errors.append("checks.%s.status: %r is not a status" % (name, check["status"]))
+    escalation = saved.get("escalation", {})
+    if not isinstance(escalation, dict):
+        errors.append("escalation: %r is not an object" % (escalation,))
+    else:
+        if escalation.get("last_time") is not None and not _number(escalation["last_time"]):
+            errors.append("escalation.last_time: %r is not a time" % (escalation["last_time"],))
+        if "count" in escalation and not _number(escalation["count"], True):
+            errors.append("escalation.count: %r is not a count" % (escalation["count"],))
+    if saved.get("last_run") is not None and not _number(saved["last_run"]):
+        errors.append("last_run: %r is not a time" % (saved["last_run"],))
+    return errors
+
+
+def load_state(path, on_damaged=None):
     """The state the checker continues from: the saved one, or a fresh one when the
     file is missing or unreadable. Only the schema's parts are carried over (what the
-    checker records about the host is read again each run)."""
+    checker records about the host is read again each run).
+
+    A damaged file (not JSON, not an object, wrong types) is moved aside (path.damaged,
+    kept for the post-mortem) and a fresh state returned, so it never stops every run;
+    on_damaged(message) is told, once, when given."""
     state = new_state()
-    saved = read_state(path)
+    try:
+        text = read_text(path)
+    except (IOError, OSError, ValueError) as exc:  # a directory, not UTF-8
+        text, problem = None, [str(exc)]
+    else:
+        problem = []
+    saved = parse_state(text)
+    if text and saved is None and not problem:
+        try:
+            data = json.loads(text)
+            if isinstance(data, dict) and "version" in data and data["version"] != STATE_VERSION:
+                return state  # another version's state: started afresh, as always
+            problem = ["not a JSON object"]
+        except ValueError as exc:
+            problem = ["not valid JSON: %s" % exc]
+    if saved is not None:
+        problem = state_errors(saved)
+    if problem:
+        moved = move_aside(path)
+        if on_damaged is not None:
+            on_damaged("state file %s is damaged (%s): %s; starting with a fresh state" % (
+                path, "; ".join(problem), "moved to %s" % moved if moved else "it will be replaced"))
+        return state
     if saved is None:
         return state
     if isinstance(saved.get("checks"), dict):

@@ -407,3 +407,50 @@ def test_run_once_defers_a_silent_listener_under_pressure_then_restarts(tmp_path
         assert any("restart ssh.service" in c for c in calls(root))
     finally:
         listener.close()
+
+
+# --- a damaged state file never stops every run (issue 15) ---------------------------
+
+@pytest.mark.parametrize("damaged", [
+    {"version": 1, "checks": {"cron": {"status": "failing", "consecutive_failures": "3"}}},
+    {"version": 1, "checks": {"cron": {"last_restart": "yesterday"}}},
+    {"version": 1, "checks": ["cron"]},
+    {"version": 1, "checks": {"cron": "ok"}},
+    {"version": 1, "escalation": {"last_time": "soon"}},
+    {"version": 1, "escalation": "reboot"},
+    {"version": 1, "last_run": [1]},
+    "{not json",
+    "[1, 2]",
+])
+def test_damaged_state_is_moved_aside_and_the_run_goes_on(tmp_path, fake_systemd, capsys, damaged):
+    root, systemctl = fake_systemd
+    (root / "cron.service").write_text("active 1")
+    config = write_config(tmp_path, [{"name": "cron", "unit": "cron.service"}])
+    state = tmp_path / "state.json"
+    text = damaged if isinstance(damaged, str) else json.dumps(damaged).replace('"version": 1',
+                                                                                '"version": %d' % wd.STATE_VERSION)
+    state.write_text(text)
+    assert wd.main(["--config", config, "--systemctl", systemctl]) == 0
+    assert (tmp_path / "state.json.damaged").read_text() == text  # kept for the post-mortem
+    assert json.loads(state.read_text())["checks"]["cron"]["status"] == "ok"  # rewritten, fresh
+    out = capsys.readouterr().out
+    assert out.count("is damaged") == 1 and "moved to %s.damaged" % state in out
+    assert wd.main(["--config", config, "--systemctl", systemctl]) == 0  # the next run continues normally
+    assert "is damaged" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"state_file": "/var/lib/oomguard/../../etc/cron.d/x"}, "state_file"),
+    ({"state_file": "/etc/shadow"}, "under /etc"),
+    ({"escalation": "reboot"}, "escalation"),
+    ({"escalation": {"reboot_command": "systemctl reboot"}}, "reboot_command"),
+    ({"interval": None}, "interval"),
+    ({"checks": {"cron": "cron.service"}}, "checks"),
+])
+def test_check_config_wrong_types_exit_2_with_the_key(tmp_path, capsys, raw, fragment):
+    raw = dict(raw)
+    config = write_config(tmp_path, raw.pop("checks", [{"name": "cron", "unit": "cron.service"}]), **raw)
+    assert wd.main(["--check-config", config]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+    assert wd.main(["--check-config", str(tmp_path)]) == 2  # a directory as config

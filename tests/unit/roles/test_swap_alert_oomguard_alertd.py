@@ -477,3 +477,36 @@ def test_agent_refuses_a_metrics_directory_others_may_write(env, capsys):
     agent.tick(now=2000.0)
     assert os.listdir(str(open_dir)) == []
     assert capsys.readouterr().err.count("cannot write metrics") == 1
+
+
+# --- a damaged state file never makes a crash loop (issue 15) -------------------------
+
+@pytest.mark.parametrize("damaged", [
+    '{"states": {"swap_used:warning": {"state": "firing", "since": "yesterday"}}}',
+    '{"states": {"swap_used:warning": {"state": "firing", "since": null}}}',
+    '{"states": {"swap_used:warning": {"state": "exploded", "since": 1}}}',
+    '{"states": {"swap_used:warning": "firing"}}',
+    '{"states": ["firing"]}',
+    '{"states": {"swap_used:warning": {"state": "clearing", "since": 1, "fired_at": "x"}}}',
+    '[1, 2]',
+    '{"states": {',
+    '\xff\xfe',
+])
+def test_damaged_state_is_moved_aside_and_the_agent_starts_fresh(env, capsys, damaged):
+    state = env / "state.json"
+    state.write_bytes(damaged.encode("latin-1"))
+    agent = make_agent(env)
+    assert all(s["state"] == "ok" for s in agent.states.values())
+    assert (env / "state.json.damaged").read_bytes() == damaged.encode("latin-1")
+    err = capsys.readouterr().err
+    assert err.count("is damaged") == 1 and "starting with fresh alert states" in err
+    for now in range(3):  # and it runs: no TypeError on the first tick
+        set_input(env, {"swap_used_percent": 95})
+        agent.tick(now=1000.0 + now)
+    assert json.loads(state.read_text())["states"]["swap_used:critical"]["state"] == "firing"
+    assert make_agent(env).states["swap_used:critical"]["state"] == "firing"  # the new file restores
+
+
+def test_the_unit_stops_on_a_configuration_error_instead_of_looping():
+    text = open(os.path.join(REPO, "roles", "swap_alert", "templates", "oomguard-alertd.service.j2")).read()
+    assert "Restart=always" in text and "RestartPreventExitStatus=2" in text

@@ -41,7 +41,8 @@ SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2, "recovery": 2}
 SEVERITY_PRIORITY = {"info": 6, "warning": 4, "critical": 2, "recovery": 5}
 SECRET_MODES = ("bearer", "hmac")
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
-_ADDRESS_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+$")
+_ADDRESS_RE = re.compile(r"\A[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+\Z")  # whole: no final newline
+_URL_RE = re.compile(r"\Ahttps?://[!-~]+\Z")  # printable ASCII only: no CR/LF, no spaces
 
 DEFAULT_SINKS = {"journal": {"enabled": True}}
 EMAIL_DEFAULTS = {"enabled": False, "to": [], "from": None, "sendmail": "/usr/sbin/sendmail",
@@ -89,8 +90,9 @@ def validate_sinks(config):
             raise SinkConfigError("sinks.email.sendmail: %r must be an absolute path" % (email["sendmail"],))
     if webhook["enabled"]:
         url = webhook["url"] or ""
-        if not url.startswith(("http://", "https://")):
-            raise SinkConfigError("sinks.webhook.url: %r must start with http:// or https://" % (url,))
+        if not isinstance(url, str) or not _URL_RE.match(url):
+            raise SinkConfigError("sinks.webhook.url: %r must start with http:// or https:// and hold no spaces "
+                                  "or control characters (CR, LF)" % (url,))
         if webhook["secret_mode"] not in SECRET_MODES:
             raise SinkConfigError("sinks.webhook.secret_mode: %r; allowed: %s" % (webhook["secret_mode"], ", ".join(SECRET_MODES)))
         for key in ("timeout", "backoff", "backoff_max"):

@@ -21,9 +21,11 @@ except ImportError:  # installed beside an agent, outside Ansible
 
 UNIT_SUFFIXES = ("service", "socket", "slice", "scope", "target", "timer", "mount", "path", "swap")
 # systemd.unit(5): ASCII letters, digits, ":", "-", "_", ".", "\" and "@" for templates.
-_UNIT_RE = re.compile(r"^[A-Za-z0-9:_.\\@-]{1,250}$")
+# Matched whole (\Z, not $: "$" also matches before a final newline, and "cron.service\n"
+# must never reach systemctl or a drop-in's name).
+_UNIT_RE = re.compile(r"\A[A-Za-z0-9:_.\\@-]{1,250}\Z")
 DROPIN_DIR = "/etc/systemd/system"
-DROPIN_FILE_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,200}\.conf$")
+DROPIN_FILE_RE = re.compile(r"\A[A-Za-z0-9_.@-]{1,200}\.conf\Z")
 SYSTEMD_RUNTIME_DIR = "/run/systemd/system"
 
 

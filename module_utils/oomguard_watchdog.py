@@ -92,6 +92,10 @@ def _int(value, where, minimum=0):
 def _argv(value, where):
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
         raise ConfigError("%s: %r must be a non-empty list of strings (an argument vector)" % (where, value))
+    if not re.match(r"\A[!-~]+\Z", value[0]) or any("\x00" in v or "\n" in v for v in value):
+        raise ConfigError("%s: %r: the program (first item) must hold no spaces or control characters and no "
+                          "item a NUL or newline; allowed: an argument vector such as [\"systemctl\", \"reboot\"]"
+                          % (where, value))
     return list(value)
 
 
@@ -163,7 +167,7 @@ def normalize_config(raw):
         if not isinstance(check, dict):
             raise ConfigError("%s: must be a mapping" % where)
         name = check.get("name")
-        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9_.@:-]{1,100}$", name):
+        if not isinstance(name, str) or not re.match(r"\A[A-Za-z0-9_.@:-]{1,100}\Z", name):
             raise ConfigError("%s.name: %r; allowed: 1-100 letters, digits, _ . @ : -" % (where, name))
         if name in names:
             raise ConfigError("%s.name: %r is used twice" % (where, name))

@@ -141,7 +141,7 @@ def dom0_entry(domains):
 # --------------------------------------------------------------------------- dom0_mem syntax
 
 
-_XEN_SIZE_RE = re.compile(r"^(?P<number>\d+)(?P<unit>[bBkKmMgGtT]?)$")
+_XEN_SIZE_RE = re.compile(r"\A(?P<number>[0-9]{1,20})(?P<unit>[bBkKmMgGtT]?)\Z")
 
 
 def parse_xen_size(text):

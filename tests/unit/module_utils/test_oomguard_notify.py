@@ -233,3 +233,19 @@ def test_journal_falls_back_to_stderr_prefix():
     stream = io.StringIO()
     assert log_journal("hello", 4, socket_path="/nonexistent/socket", stream=stream) == "stderr"
     assert stream.getvalue() == "<4>hello\n"
+
+
+# --- recipients and URLs are matched whole (issue 15) ----------------------------------
+
+@pytest.mark.parametrize("sinks, fragment", [
+    ({"email": {"enabled": True, "to": ["ops@example.com\n"]}}, "not a plain address"),
+    ({"email": {"enabled": True, "to": ["ops@example.com\r\nBcc: x@evil.example"]}}, "not a plain address"),
+    ({"email": {"enabled": True, "to": ["ops@example.com"], "from": "a@b.example\n"}}, "not a plain address"),
+    ({"webhook": {"enabled": True, "url": "https://hooks.example.com/oom\r\nX-Evil: 1"}}, "control characters"),
+    ({"webhook": {"enabled": True, "url": "https://hooks.example.com/oom\n"}}, "control characters"),
+    ({"webhook": {"enabled": True, "url": "https://hooks.example.com/o om"}}, "no spaces"),
+    ({"webhook": {"enabled": True, "url": 5}}, "sinks.webhook.url: 5"),
+])
+def test_recipients_and_urls_with_cr_lf_are_refused(sinks, fragment):
+    with pytest.raises(SinkConfigError, match=fragment):
+        validate_sinks(sinks)

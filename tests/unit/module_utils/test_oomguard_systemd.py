@@ -80,3 +80,18 @@ def test_systemd_booted(tmp_path):
     assert not systemd.systemd_booted(str(tmp_path / "run" / "systemd" / "system"))
     (tmp_path / "system").mkdir()
     assert systemd.systemd_booted(str(tmp_path / "system"))
+
+
+# --- names are matched whole (issue 15): "$" also matches before a final newline ------
+
+@pytest.mark.parametrize("name", ["cron.service\n", "cron\n", "cron.service\r", "cron.service\x00", "\ncron.service",
+                                  "cr\u0131n.service"])
+def test_unit_names_with_a_newline_or_nul_are_refused(name):
+    with pytest.raises(systemd.UnitNameError):
+        systemd.normalize_unit_name(name)
+
+
+@pytest.mark.parametrize("name", ["50-x.conf\n", "50-x.conf\r\n", "50-x.conf\x00", "50-x.conf\n.conf"])
+def test_dropin_names_with_a_newline_are_refused(name):
+    with pytest.raises(systemd.UnitNameError):
+        systemd.validate_dropin_file_name(name)

@@ -281,3 +281,17 @@ def test_read_hardware_watchdog(tmp_path):
     assert devices == ["watchdog", "watchdog0"]
     assert sysfs == {"watchdog0": {"state": "active", "timeout": "15", "identity": None}}
     assert wd.hardware_watchdog_summary(devices, sysfs) == {"present": True, "timeout": 15, "state": "active"}
+
+
+@pytest.mark.parametrize("command", [["systemctl reboot"], ["systemctl", "reboot\n"], ["/sbin/reboot\x00"],
+                                     "systemctl reboot", list("systemctl")[:0]])
+def test_reboot_command_must_be_an_argument_vector(command):
+    """Issue 15: a string where a list belongs could never run; refused by --check-config."""
+    with pytest.raises(wd.ConfigError, match="escalation.reboot_command"):
+        wd.normalize_config({"escalation": {"action": "reboot", "reboot_command": command}})
+
+
+@pytest.mark.parametrize("name", ["cron\n", "cron\x00"])
+def test_check_names_are_matched_whole(name):
+    with pytest.raises(wd.ConfigError, match="allowed"):
+        wd.normalize_config({"checks": [{"name": name, "unit": "cron.service"}]})

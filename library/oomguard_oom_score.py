@@ -30,6 +30,10 @@ description:
     OpenSSH intends (listener only).
   - The module does not restart the unit. With I(daemon_reload=true) it runs
     C(systemctl daemon-reload) after changing a drop-in.
+  - Never raises PID 1, sshd's listener or the cron daemon (an SSH session or a cron job may be raised),
+    never gives C(ssh.service), C(sshd.service), C(cron.service) or C(crond.service) a positive score, and
+    refuses the root cgroup C(/) as I(cgroup_path); such a plan fails whole, before anything is written,
+    naming each process refused.
 author:
   - oomguard contributors
 options:
@@ -260,7 +264,7 @@ from ansible.module_utils.oomguard_cgroup import cgroup_pids, read_hierarchy
 from ansible.module_utils.oomguard_files import UnsafePathError, ensure_dir, read_text, remove_file, write_file_atomic
 from ansible.module_utils.oomguard_oomscore import (
     DEFAULT_DROPIN, LIVE_SCOPES, ON_REFUSAL, PERSIST_MODES, PlanError, apply_live, group_of, live_diff_text,
-    plan_dropin, plan_live, render_oom_dropin, resolve_persist, select_pids, status_entry, summarize,
+    plan_dropin, plan_live, protected_refusals, render_oom_dropin, resolve_persist, select_pids, status_entry, summarize,
     validate_cgroup_path, validate_score)
 from ansible.module_utils.oomguard_procfs import (
     CAP_SYS_RESOURCE, has_capability, list_pids, parse_cgroup, pids_by_name, read_oom_score_adj, read_pidfile,
@@ -427,6 +431,17 @@ def run(module, params, proc="/proc", dropin_dir=DROPIN_DIR, systemd_runtime_dir
             module.warn("%s sets OOMScoreAdjust=%s elsewhere: every SSH session inherits it; remove it and "
                         "rely on SSHD_OOM_ADJUST" % (params["unit"], show.get("OOMScoreAdjust")))
 
+    # What the live change would touch, before anything is written: a plan that raises a
+    # protected process (PID 1, sshd's listener, cron) is refused whole.
+    if params["state"] == "present":
+        processes, anchors = gather_targets(params, show, proc)
+        plan = plan_live(processes, select_pids(processes, params["live_scope"], anchors), params["score"])
+        refusals = protected_refusals(processes, plan, params.get("unit"), params["score"])
+        if refusals:
+            module.fail_json(msg="refusing to raise a protected process, nothing was changed: %s; allowed: a "
+                                 "target that leaves them out (live_scope main or cgroup, a narrower "
+                                 "process_name or cgroup_path)" % "; ".join(refusals), refused=refusals)
+
     # Persisted policy.
     dropin_plan = None
     if kind == "unit" and (params["persist"] != "none" or params["state"] == "absent"):
@@ -456,15 +471,12 @@ def run(module, params, proc="/proc", dropin_dir=DROPIN_DIR, systemd_runtime_dir
     # Live values.
     results = []
     if params["state"] == "present":
-        processes, anchors = gather_targets(params, show, proc)
         if kind != "unit" and not processes:
             if params["ignore_missing"]:
                 result.update(found=False)
                 return result
             module.fail_json(msg="%s: no running process matches %r; allowed: a running target, or "
                                  "ignore_missing=true" % (kind, params[kind]))
-        pids = select_pids(processes, params["live_scope"], anchors)
-        plan = plan_live(processes, pids, params["score"])
         results = apply_live(
             plan, params["on_refusal"],
             write=lambda pid, value: write_oom_score_adj(pid, value, proc),

@@ -74,10 +74,52 @@ def validate_cgroup_path(path, argument="cgroup_path"):
         raise PlanError("%s: %r is not allowed; allowed: an absolute cgroup path such as "
                         "/system.slice/foo.service" % (argument, path))
     stripped = path.rstrip("/") or "/"
-    if posixpath.normpath(stripped) != stripped:
+    if posixpath.normpath(stripped) != stripped or "//" in stripped:
         raise PlanError("%s: %r is not allowed; allowed: a normalised absolute path without '.' or '..'"
                         % (argument, path))
+    if stripped == "/":
+        raise PlanError("%s: '/' is the root cgroup, every process of the host; allowed: one service's or "
+                        "slice's cgroup such as /system.slice/foo.service" % argument)
     return stripped
+
+
+# Never raised by this module, whatever the target (issue 15: process_name systemd with
+# live_scope all raised every process of the host, sshd and cron included): PID 1, and
+# the daemons an operator needs to reach and repair the host (their listener/daemon
+# process: an SSH session or a cron job is not protected).
+PROTECTED_DAEMONS = ("sshd", "cron", "crond")
+PROTECTED_UNITS = ("ssh.service", "sshd.service", "cron.service", "crond.service")
+
+
+def protected_reason(info, by_pid):
+    """Why this process must not be raised, or None."""
+    if info["pid"] == 1:
+        return "PID 1 (%s), the init system" % info.get("comm")
+    comm = info.get("comm")
+    parent = by_pid.get(info.get("ppid"))
+    # The daemon itself: started by PID 1 (or a container's init), or forked by another
+    # program; a child of a process of its own name (an SSH session) is not it.
+    daemon = (info.get("ppid") or 0) <= 1 or (parent is not None and parent.get("comm") != comm)
+    if comm in PROTECTED_DAEMONS and daemon:
+        return "pid %d (%s), the %s daemon an operator needs to reach the host" % (info["pid"], comm, comm)
+    return None
+
+
+def protected_refusals(processes, plan, unit=None, score=None):
+    """Messages for every raise of a protected process (or persisted raise of a protected
+    unit) in plan; [] when the plan may be applied. A raise: wanted above before."""
+    by_pid = dict((p["pid"], p) for p in processes)
+    refusals = []
+    if unit in PROTECTED_UNITS and score is not None and score > 0:
+        refusals.append("%s: a positive score %d would make it a preferred OOM victim" % (unit, score))
+    for entry in plan:
+        before = entry.get("before")
+        if before is not None and entry["wanted"] <= before:
+            continue
+        reason = protected_reason(by_pid[entry["pid"]], by_pid)
+        if reason:
+            refusals.append("%s: raising it to %d is refused" % (reason, entry["wanted"]))
+    return refusals
 
 
 def resolve_persist(persist, target_kind):

@@ -164,7 +164,7 @@ def test_cgroup_scope_leaves_other_sessions_alone(host):
 
 
 def test_all_scope_reaches_every_process(host):
-    result = run(host, FakeModule(), unit="ssh", score=300, live_scope="all", persist="none")
+    result = run(host, FakeModule(), unit="ssh", score=-300, live_scope="all", persist="none")
     assert [r["pid"] for r in result["live"]] == [480, 900, 906]
     assert result["dropin"] is None
     assert os.listdir(host["dropin_dir"]) == []
@@ -248,9 +248,9 @@ def test_process_name_target_missing(host):
 def test_cgroup_path_target_without_hierarchy_falls_back_to_proc(host):
     with open(os.path.join(host["proc"], "self", "mounts"), "w") as handle:
         handle.write("")
-    result = run(host, FakeModule(), cgroup_path="/system.slice/ssh.service", score=100, live_scope="main")
+    result = run(host, FakeModule(), cgroup_path="/system.slice/ssh.service", score=-100, live_scope="main")
     assert [r["pid"] for r in result["live"]] == [480]
-    assert adj(host, 480) == 100
+    assert adj(host, 480) == -100
 
 
 def test_stat_template_session_field_is_where_set_session_writes():
@@ -290,3 +290,45 @@ def test_dropin_directory_others_may_write_is_refused_not_a_traceback(host):
         run(host, module, unit="ssh", score=-1000, persist="sshd_env", live_scope="main")
     assert "writable by group or others" in failed.value.args[0]["msg"]
     assert os.listdir(host["dropin_dir"]) == []
+
+
+# --- protected processes are never raised (issue 15) ----------------------------------
+
+def add_cron(host):
+    proc = host["proc"]
+    add_process(proc, 300, "cron", cgroup_v2="/system.slice/cron.service")
+    add_process(proc, 301, "cron", ppid=300, cgroup_v2="/system.slice/cron.service")  # a job's cron child
+    add_process(proc, 302, "backup", ppid=301, cgroup_v2="/system.slice/cron.service")
+
+
+@pytest.mark.parametrize("target, fragment", [
+    (dict(pidfile="PIDFILE-1", score=1000), "PID 1 (systemd), the init system"),
+    (dict(process_name="systemd", score=1000, live_scope="all"), "PID 1 (systemd)"),
+    (dict(process_name="systemd", score=1000, live_scope="all"), "pid 480 (sshd)"),
+    (dict(process_name="systemd", score=1000, live_scope="all"), "pid 300 (cron)"),
+    (dict(process_name="sshd", score=500, live_scope="main"), "pid 480 (sshd)"),
+    (dict(unit="cron", score=500, live_scope="all", persist="none"), "pid 300 (cron)"),
+    (dict(unit="cron", score=500, live_scope="none"), "cron.service: a positive score 500"),
+])
+def test_raising_a_protected_process_is_refused_and_nothing_changes(host, tmp_path, target, fragment):
+    add_cron(host)
+    (tmp_path / "PIDFILE-1").write_text("1\n")
+    target = dict((k, str(tmp_path / v) if k == "pidfile" else v) for k, v in target.items())
+    before = dict((pid, adj(host, pid)) for pid in (1, 300, 301, 302, 480, 900, 906))
+    module = FakeModule(show=SHOW_SSH.replace("ssh.service", "cron.service").replace("MainPID=480", "MainPID=300"))
+    with pytest.raises(Fail) as failed:
+        run(host, module, **target)
+    assert "refusing to raise a protected process" in failed.value.args[0]["msg"]
+    assert any(fragment in reason for reason in failed.value.args[0]["refused"])
+    assert dict((pid, adj(host, pid)) for pid in before) == before
+    assert os.listdir(host["dropin_dir"]) == []
+    assert not any(cmd[1] == "daemon-reload" for cmd in module.commands)
+
+
+def test_sessions_and_jobs_may_still_be_raised(host):
+    """An SSH session or a cron job is not the daemon: raising them stays allowed."""
+    add_cron(host)
+    result = run(host, FakeModule(), process_name="backup", score=800, live_scope="all")
+    assert [r["pid"] for r in result["live"]] == [302] and adj(host, 302) == 800
+    lowered = run(host, FakeModule(), process_name="systemd", score=-1, live_scope="main")
+    assert [r["pid"] for r in lowered["live"]] == [1]  # lowering PID 1 is not a raise

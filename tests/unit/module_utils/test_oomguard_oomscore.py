@@ -55,7 +55,6 @@ def test_validate_score_rejects_naming_argument_and_range(value):
 @pytest.mark.parametrize("path,expected", [
     ("/system.slice/exim4.service", "/system.slice/exim4.service"),
     ("/system.slice/exim4.service/", "/system.slice/exim4.service"),
-    ("/", "/"),
 ])
 def test_validate_cgroup_path_accepts(path, expected):
     assert oomscore.validate_cgroup_path(path) == expected
@@ -333,3 +332,10 @@ def test_has_capability(tmp_path, cap_eff, cap, expected):
 def test_descendants_of():
     assert procfs.descendants_of(processes(), [480]) == [900, 905, 906, 907]
     assert procfs.descendants_of(processes(), [1501]) == []
+
+
+@pytest.mark.parametrize("path", ["/", "//", "///"])
+def test_the_root_cgroup_is_refused(path):
+    """Issue 15: cgroup_path / was accepted, every process of the host."""
+    with pytest.raises(oomscore.PlanError, match="root cgroup"):
+        oomscore.validate_cgroup_path(path)

@@ -28,13 +28,13 @@ from ansible.errors import AnsibleFilterError
 try:
     from ansible.module_utils.oomguard_memplan import (DEFAULT_RESERVE, PlanError, merge_login_path,
                                                        normalize_entries, validate_plan)
-    from ansible.module_utils.oomguard_sizes import SizeError, human_size, parse_size, systemd_size
+    from ansible.module_utils.oomguard_sizes import MAX_BYTES, SizeError, human_size, parse_size, systemd_size
 except ImportError:  # the controller does not put the configured module_utils on ansible.module_utils
     _MODULE_UTILS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "module_utils")
     if _MODULE_UTILS not in sys.path:
         sys.path.insert(0, _MODULE_UTILS)
     from oomguard_memplan import DEFAULT_RESERVE, PlanError, merge_login_path, normalize_entries, validate_plan
-    from oomguard_sizes import SizeError, human_size, parse_size, systemd_size
+    from oomguard_sizes import MAX_BYTES, SizeError, human_size, parse_size, systemd_size
 
 try:
     from ansible.module_utils.oomguard_files import path_error
@@ -49,19 +49,56 @@ except ImportError:  # see above: module_utils/ is on sys.path by now
     from oomguard_earlyrelief import plan as early_relief_plan
 
 
-def _total(total_bytes):
+def _shown(value):
+    """A value for an error message, short whatever it is (a 400-digit number included)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return "a %d-bit number" % value.bit_length()
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _total(total_bytes, filter_name="oomguard"):
+    """The host's RAM in bytes: a whole number (int, or digits as text) in systemd's range."""
     if total_bytes in (None, ""):
         return None
-    try:
-        return int(total_bytes)
-    except (TypeError, ValueError):
-        raise AnsibleFilterError("total_bytes must be a number of bytes, got %r" % (total_bytes,))
+    value = total_bytes
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii() and len(value) <= 20:
+        value = int(value.strip())
+    elif isinstance(value, float) and value == value and value not in (float("inf"), float("-inf")) \
+            and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_BYTES:
+        raise AnsibleFilterError("%s: total_bytes must be a number of bytes, got %s; allowed: a whole number "
+                                 "1..%d (the host's RAM, e.g. ansible_memtotal_mb * 1048576)"
+                                 % (filter_name, _shown(total_bytes), MAX_BYTES))
+    return value
+
+
+def _precision(precision, filter_name):
+    if isinstance(precision, bool) or not isinstance(precision, int) or not 0 <= precision <= 10:
+        raise AnsibleFilterError("%s: precision %s is not allowed; allowed: a whole number of decimals 0..10"
+                                 % (filter_name, _shown(precision)))
+    return precision
+
+
+def _list(value, filter_name, argument, allow_none=True, entries=True):
+    if value is None and allow_none:
+        return []
+    if not isinstance(value, (list, tuple)):
+        raise AnsibleFilterError("%s: %s %s is not a list; allowed: a list of {name, high, max, swap_max, low, "
+                                 "min} mappings" % (filter_name, argument, _shown(value)))
+    for index, entry in enumerate(value if entries else ()):
+        if not isinstance(entry, dict):
+            raise AnsibleFilterError("%s: %s[%d] %s is not a mapping; allowed: {name, high, max, swap_max, low, "
+                                     "min}" % (filter_name, argument, index, _shown(entry)))
+    return list(value)
 
 
 def oomguard_bytes(value, total_bytes=None, allow_infinity=True):
     """A size (bytes, K/M/G/T, N% of total_bytes, infinity) as bytes (int) or 'infinity'."""
     try:
-        return parse_size(value, total_bytes=_total(total_bytes), allow_infinity=allow_infinity, name="oomguard_bytes")
+        return parse_size(value, total_bytes=_total(total_bytes, "oomguard_bytes"), allow_infinity=allow_infinity,
+                          name="oomguard_bytes")
     except SizeError as exc:
         raise AnsibleFilterError(str(exc))
 
@@ -69,7 +106,8 @@ def oomguard_bytes(value, total_bytes=None, allow_infinity=True):
 def oomguard_human(value, precision=1, total_bytes=None):
     """A size in any accepted form as a readable binary size: '1.5 GiB', '512 MiB'."""
     try:
-        return human_size(parse_size(value, total_bytes=_total(total_bytes), name="oomguard_human"), precision)
+        return human_size(parse_size(value, total_bytes=_total(total_bytes, "oomguard_human"), name="oomguard_human"),
+                          _precision(precision, "oomguard_human"))
     except SizeError as exc:
         raise AnsibleFilterError(str(exc))
 
@@ -77,7 +115,7 @@ def oomguard_human(value, precision=1, total_bytes=None):
 def oomguard_size(value, total_bytes=None):
     """A size in any accepted form as systemd writes it: '64M', '1073741824', 'infinity'."""
     try:
-        return systemd_size(value, total_bytes=_total(total_bytes), name="oomguard_size")
+        return systemd_size(value, total_bytes=_total(total_bytes, "oomguard_size"), name="oomguard_size")
     except SizeError as exc:
         raise AnsibleFilterError(str(exc))
 
@@ -90,17 +128,25 @@ def oomguard_memory_plan(units, slices=None, login_path=None, total_bytes=None,
     oomguard_memplan.merge_login_path() for the rules (the user's settings win; the
     parent slice, system.slice, is raised to hold the login path's reservations).
     """
+    name = "oomguard_memory_plan"
+    units, slices = _list(units, name, "units"), _list(slices, name, "slices")
+    login_path = _list(login_path or [], name, argument)
     try:
-        return merge_login_path(units, slices, login_path or [], _total(total_bytes), argument=argument)
-    except PlanError as exc:
-        raise AnsibleFilterError(str(exc))
+        return merge_login_path(units, slices, login_path, _total(total_bytes, name), argument=argument)
+    except (PlanError, SizeError) as exc:
+        raise AnsibleFilterError("%s: %s" % (name, exc))
 
 
 def oomguard_memory_plan_errors(entries, total_bytes, reserve=DEFAULT_RESERVE, floors=None,
                                 reserve_argument="memory_limits_reserve"):
     """Why a list of {name, high, max, swap_max, low, min} would hurt the host ([] when fine)."""
-    normalized, errors = normalize_entries(entries, argument="units")
-    _parsed, plan_errors = validate_plan(normalized, _total(total_bytes), reserve, floors, reserve_argument)
+    name = "oomguard_memory_plan_errors"
+    normalized, errors = normalize_entries(_list(entries, name, "plan", allow_none=False, entries=False),
+                                           argument="units")
+    if floors is not None and not isinstance(floors, dict):
+        raise AnsibleFilterError("%s: floors %s is not a mapping; allowed: unit name to size, e.g. "
+                                 "{ssh.service: 128M}" % (name, _shown(floors)))
+    _parsed, plan_errors = validate_plan(normalized, _total(total_bytes, name), reserve, floors, reserve_argument)
     return errors + plan_errors
 
 

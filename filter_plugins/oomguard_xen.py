@@ -34,12 +34,14 @@ except ImportError:  # module_utils/ is not on ansible.module_utils' path on the
 
 
 def _count(value, name):
-    if isinstance(value, bool):
-        raise AnsibleFilterError("oomguard_dom0_mem: %s must be an integer >= 0, got %r" % (name, value))
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise AnsibleFilterError("oomguard_dom0_mem: %s must be an integer >= 0, got %r" % (name, value))
+    """A count of guests: a whole number 0..10000 (int, or ASCII digits as text); never a float."""
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii() and len(value) <= 6:
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value > 10000:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise AnsibleFilterError("oomguard_dom0_mem: %s must be an integer >= 0, got %s; allowed: a whole "
+                                 "number 0..10000" % (name, shown))
+    return value  # a negative count is refused by dom0_mem_rule, with its own words
 
 
 def oomguard_dom0_mem(total_bytes, guests=0, hvm_guests=0):
@@ -47,7 +49,7 @@ def oomguard_dom0_mem(total_bytes, guests=0, hvm_guests=0):
     hvm_guests of them HVM, as a Xen/oomguard size string "<N>M"."""
     try:
         size = dom0_mem_rule(total_bytes, _count(guests, "guests"), _count(hvm_guests, "hvm_guests"))
-    except XenError as exc:
+    except (XenError, TypeError, ValueError, OverflowError) as exc:
         raise AnsibleFilterError("oomguard_dom0_mem: %s" % exc)
     return "%dM" % (size // MIB)
 

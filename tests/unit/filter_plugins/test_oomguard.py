@@ -204,3 +204,42 @@ def test_path_error_filter_for_the_roles_preflight():
                                                               under=["/var/log"])
     with pytest.raises(AnsibleFilterError, match="under must be a list"):
         oomguard.oomguard_path_error("/var/log/x", "x", under="/var/log")
+
+
+# --- a clear AnsibleFilterError, never a traceback (issue 15) --------------------------
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("call, fragment", [
+    (lambda: oomguard.oomguard_human(5, 1.5), "oomguard_human: precision 1.5"),
+    (lambda: oomguard.oomguard_human(5, -1), "oomguard_human: precision -1"),
+    (lambda: oomguard.oomguard_human(5, "2"), "oomguard_human: precision '2'"),
+    (lambda: oomguard.oomguard_human(NAN), "oomguard_human: nan is not a size"),
+    (lambda: oomguard.oomguard_human(INF), "oomguard_human: inf is not a size"),
+    (lambda: oomguard.oomguard_human(10 ** 400), "beyond what systemd takes"),
+    (lambda: oomguard.oomguard_bytes("25%", NAN), "oomguard_bytes: total_bytes must be a number"),
+    (lambda: oomguard.oomguard_bytes("25%", INF), "oomguard_bytes: total_bytes must be a number"),
+    (lambda: oomguard.oomguard_bytes("25%", 10 ** 400), "got a 1329-bit number"),
+    (lambda: oomguard.oomguard_bytes("25%", -5), "oomguard_bytes: total_bytes must be a number"),
+    (lambda: oomguard.oomguard_size(1.5), "fractional number of bytes"),
+    (lambda: oomguard.oomguard_size("\uff11G"), "ASCII digits"),
+    (lambda: oomguard.oomguard_memory_plan_errors("ssh", 2 ** 32), "plan 'ssh' is not a list"),
+    (lambda: oomguard.oomguard_memory_plan_errors({"name": "ssh"}, 2 ** 32), "is not a list"),
+    (lambda: oomguard.oomguard_memory_plan_errors([], 2 ** 32, "512M", ["ssh"]), "floors ['ssh'] is not a mapping"),
+    (lambda: oomguard.oomguard_memory_plan_errors([], 2 ** 32, "512M", "none"), "floors 'none' is not a mapping"),
+    (lambda: oomguard.oomguard_memory_plan("x"), "oomguard_memory_plan: units 'x' is not a list"),
+    (lambda: oomguard.oomguard_memory_plan([5]), "units[0] 5 is not a mapping"),
+    (lambda: oomguard.oomguard_memory_plan([], {"a": 1}), "slices {'a': 1} is not a list"),
+    (lambda: oomguard.oomguard_memory_plan([], [], "ssh", 2 ** 32), "memory_limits_login_path 'ssh' is not a list"),
+    (lambda: oomguard.oomguard_memory_plan([], [], [{"name": "ssh", "min": "\uff11G"}], 2 ** 32), "ASCII digits"),
+])
+def test_filters_refuse_hostile_arguments_with_a_filter_error(call, fragment):
+    with pytest.raises(AnsibleFilterError) as err:
+        call()
+    assert fragment in str(err.value)
+
+
+def test_plan_errors_still_lists_malformed_entries():
+    errors = oomguard.oomguard_memory_plan_errors([5, {"name": "x", "max": "0"}], 2 ** 32)
+    assert any("must be a dict" in e for e in errors) and any("below the minimum" in e for e in errors)

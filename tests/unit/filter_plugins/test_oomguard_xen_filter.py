@@ -40,3 +40,19 @@ def test_dom0_mem_errors(total, guests, hvm, message):
     with pytest.raises(AnsibleFilterError) as err:
         filters.oomguard_dom0_mem(total, guests, hvm)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize("total, guests, message", [
+    (float("nan"), 0, "nan is not a size"),
+    (float("inf"), 0, "inf is not a size"),
+    (10 ** 400, 0, "beyond what systemd takes"),
+    ([1], 0, "is not a size"),
+    (64 * 1024 ** 3, 1.5, "guests must be an integer >= 0, got 1.5"),
+    (64 * 1024 ** 3, float("inf"), "guests must be an integer >= 0, got inf"),
+    (64 * 1024 ** 3, 10 ** 400, "guests must be an integer >= 0"),
+])
+def test_dom0_mem_hostile_arguments_are_filter_errors(total, guests, message):
+    """Issue 15: NaN, infinity, 400-digit numbers and floats end in AnsibleFilterError."""
+    with pytest.raises(AnsibleFilterError) as err:
+        filters.oomguard_dom0_mem(total, guests)
+    assert str(err.value).startswith("oomguard_dom0_mem: ") and message in str(err.value)

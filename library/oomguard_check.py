@@ -225,7 +225,7 @@ from ansible.module_utils.oomguard_memplan import DROPIN_NAME as MEMORY_DROPIN
 from ansible.module_utils.oomguard_memstat import (
     memory_summary, read_meminfo, read_oom_sysctls, read_psi, read_vmstat)
 from ansible.module_utils.oomguard_oomlog import parse_oom_events, read_kmsg
-from ansible.module_utils.oomguard_oomscore import DEFAULT_DROPIN as OOM_DROPIN, status_services
+from ansible.module_utils.oomguard_oomscore import DEFAULT_DROPIN as OOM_DROPIN, status_problems, status_services
 from ansible.module_utils.oomguard_procfs import (
     CAP_SYS_RESOURCE, container_marker, parse_capabilities, pid_namespace, read_process, scan_oom_scores)
 from ansible.module_utils.oomguard_sizes import SizeError, parse_size
@@ -384,6 +384,7 @@ def with_protect_status(config, state):
     given, and the units it protects on purpose (their main processes are not leaks)."""
     critical, expendable = status_services(state)
     config = dict(config)
+    config["status_problems"] = ["oom_protect.json: %s" % p for p in status_problems(state)]
     config["protected_units"] = sorted(set(e["unit"] for e in critical if _valid_unit(e.get("unit"))))
     # Status files written before the pid-free format also name the protected pids.
     config["protected_pids"] = sorted(set(p["pid"] for e in critical for p in (e.get("live") or [])
@@ -807,6 +808,12 @@ def evaluate(config, facts, roots=None):
     if facts.get("show_error"):
         findings.append({"id": "systemd.show", "severity": "warn", "message": facts["show_error"],
                          "evidence": {}})
+    if config.get("status_problems"):
+        # A status file oomguard wrote, damaged on the host: a finding, never a crash.
+        findings.append({"id": "oomguard.status_files", "severity": "warn",
+                         "message": "damaged status file entries were ignored: %s; re-run the role that writes it"
+                                    % "; ".join(config["status_problems"][:5]),
+                         "evidence": {"problems": config["status_problems"]}})
     return sort_findings(findings)
 
 

@@ -334,9 +334,44 @@ def status_services(status):
     services = status.get("services") if isinstance(status, dict) else None
     if not isinstance(services, list):
         return [], []
-    entries = [s for s in services if isinstance(s, dict) and isinstance(s.get("score"), int)]
+    entries = [s for s in services if not _status_entry_problem(s)]
     return ([e for e in entries if e.get("kind") == "critical"],
             [e for e in entries if e.get("kind") == "expendable"])
+
+
+def _status_entry_problem(entry):
+    """Why one entry of the status file cannot be used (None when it can)."""
+    if not isinstance(entry, dict):
+        return "%r is not an object" % (entry,)
+    if isinstance(entry.get("score"), bool) or not isinstance(entry.get("score"), int):
+        return "score %r is not an integer" % (entry.get("score"),)
+    for key in ("unit", "target", "kind", "persist", "dropin", "reason"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            return "%s %r is not a string" % (key, entry[key])
+    if entry.get("live") is not None and not isinstance(entry["live"], list):
+        return "live %r is not a list" % (entry["live"],)
+    return None
+
+
+def status_problems(status):
+    """What is damaged in oom_protect's status file (parsed JSON, or None when absent):
+    [] when every entry is usable. The audit reports these, it never crashes on them."""
+    if status is None:
+        return []
+    if not isinstance(status, dict) or "error" in status or "value" in status:
+        return ["%s" % status.get("error") if isinstance(status, dict) and status.get("error")
+                else "not a JSON object"]
+    services = status.get("services")
+    if services is None:
+        return []
+    if not isinstance(services, list):
+        return ["services %r is not a list" % (services,)]
+    problems = []
+    for index, entry in enumerate(services):
+        problem = _status_entry_problem(entry)
+        if problem:
+            problems.append("services[%d]: %s" % (index, problem))
+    return problems
 
 
 def live_diff_text(results, key):

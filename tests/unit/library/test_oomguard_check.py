@@ -600,3 +600,33 @@ def test_both_engines_active_warns(tmp_path):
     result, _ = oomguard_check.run_check(config(), roots, systemctl, FakeJournal(""))
     engine = by_id(result)["early_relief.engine"]
     assert engine["severity"] == "warn" and "race each other" in engine["message"]
+
+
+# --- a damaged status file is a finding, never a crash (issue 15) -----------------------
+
+@pytest.mark.parametrize("status_text, fragment", [
+    (json.dumps({"services": [{"kind": "critical", "unit": ["ssh.service"], "score": -1000}]}),
+     "services[0]: unit ['ssh.service'] is not a string"),
+    (json.dumps({"services": [{"kind": "expendable", "target": {"x": 1}, "score": 500}]}), "target"),
+    (json.dumps({"services": [{"kind": ["critical"], "unit": "cron.service", "score": -900}]}), "kind"),
+    (json.dumps({"services": [{"kind": "critical", "unit": "cron.service", "score": "-900"}]}), "score"),
+    (json.dumps({"services": [{"kind": "critical", "unit": "cron.service", "score": -900, "live": 5}]}), "live"),
+    (json.dumps({"services": ["cron.service"]}), "is not an object"),
+    (json.dumps({"services": {"cron": -900}}), "services {'cron': -900} is not a list"),
+    (json.dumps(["ssh.service"]), "not a JSON object"),
+    ("{truncated", "is not valid JSON"),
+])
+def test_damaged_oom_protect_status_is_a_finding(tmp_path, status_text, fragment):
+    roots = protected_vm(tmp_path)
+    write(os.path.join(roots["state"], "oom_protect.json"), status_text)
+    result, _bad = oomguard_check.run_check(config(), roots, FakeSystemctl("systemctl_show_vm_protected.txt"))
+    found = by_id(result)["oomguard.status_files"]
+    assert found["severity"] == "warn" and fragment in found["message"]
+
+
+def test_a_sound_status_file_gives_no_status_finding(tmp_path):
+    roots = protected_vm(tmp_path)
+    write(os.path.join(roots["state"], "oom_protect.json"), json.dumps({"services": [
+        {"kind": "critical", "unit": "cron.service", "score": -900, "live": []}]}))
+    result, _bad = oomguard_check.run_check(config(), roots, FakeSystemctl("systemctl_show_vm_protected.txt"))
+    assert "oomguard.status_files" not in by_id(result)

@@ -344,6 +344,22 @@ def _direct_order(direct, current):
     return before, after
 
 
+def _swap_lowered_first(targets, current):
+    """cgroup v2: the memory.swap.max target when it is being lowered, else [].
+
+    systemd writes memory.max before memory.swap.max: a unit over its new max would first be
+    reclaimed into swap, and stay there, instead of being OOM-killed inside its cgroup as
+    swap_max asks. Written ahead, the reclaim of the new max cannot use swap.
+    """
+    for target in targets:
+        if target["file"] != "memory.swap.max":
+            continue
+        now = current.get(target["file"])
+        if now is not None and target["value"] != INFINITY and (now == INFINITY or target["value"] < now):
+            return [target]
+    return []
+
+
 def _write_direct(targets, directory, version, failures):
     for target in targets:
         try:
@@ -417,6 +433,9 @@ def run(module, proc="/proc", dropin_dir=DROPIN_DIR, page_size=None):
         after_show = before_show
         readback = readback_before
     else:
+        if live and version == "v2" and directory:
+            # Best effort: systemd writes the same value right after; its result is what counts.
+            _write_direct(_swap_lowered_first(targets, readback_before), directory, version, {})
         if dropin_changed:
             try:
                 ensure_dir(os.path.dirname(path))

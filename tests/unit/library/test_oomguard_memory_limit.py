@@ -488,3 +488,37 @@ def test_the_minimum_applies_with_the_floors_disabled(tmp_path):
         run(tree, systemd, name="worker", max="8M", floors={})
     assert "below the minimum 16 MiB" in info.value.args[0]["msg"]
     assert run(tree, systemd, name="worker", max="16M", floors={})["changed"]
+
+
+@pytest.mark.parametrize("current, value, first", [
+    ("infinity", 0, True),             # from unlimited to none: lowered, written first
+    (256 << 20, 64 << 20, True),       # lowered
+    (0, 64 << 20, False),              # raised: systemd's own order is right
+    ("infinity", "infinity", False),   # cleared
+    (None, 0, False),                  # unreadable: left to systemd
+])
+def test_v2_swap_max_lowered_goes_first(current, value, first):
+    target = {"setting": "swap_max", "file": "memory.swap.max", "value": value}
+    other = {"setting": "max", "file": "memory.max", "value": 64 << 20}
+    assert mod._swap_lowered_first([other, target], {"memory.swap.max": current}) == ([target] if first else [])
+
+
+def test_v2_swap_max_is_written_before_systemd_lowers_max(tmp_path, monkeypatch):
+    """A unit over its new max must not be reclaimed into swap that swap_max forbids."""
+    tree, systemd = setup(tmp_path)
+    events = []
+    real_write = mod.write_memory_file
+
+    def spy(directory, name, value, version):
+        events.append(("direct", name, len(systemd.calls)))
+        return real_write(directory, name, value, version)
+
+    monkeypatch.setattr(mod, "write_memory_file", spy)
+    result = run(tree, systemd, name="worker", max="64M", swap_max="0")
+    assert result["enforced"] is True, result["reason"]
+    assert events and events[0][:2] == ("direct", "memory.swap.max")
+    before = [call[0] for call in systemd.calls[:events[0][2]]]
+    assert "daemon-reload" not in before and "set-property" not in before, systemd.calls
+    cg = os.path.join(tree.cgroup, "system.slice", "worker.service")
+    assert read(os.path.join(cg, "memory.swap.max")).strip() == "0"
+    assert read(os.path.join(cg, "memory.max")).strip() == str(64 << 20)

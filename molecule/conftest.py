@@ -89,7 +89,7 @@ def pytest_terminal_summary(terminalreporter):
 
 # hostvars of the scenario's inventory, by host name (filled in pytest_configure).
 _HOSTVARS = {}
-CRON_CGROUP_FILE = "/run/oomguard-testbed-cron-cgroup"
+CRON_CGROUP_FILE = "/var/lib/oomguard-testbed-cron-cgroup"
 
 
 def _unified_cgroup(text):

@@ -44,7 +44,8 @@ def oomctl_dump(host):
 
 def test_oomd_monitors_the_policy(host, status):
     dump = oomctl_dump(host)
-    assert "Swap Used Limit: 60.00%" in dump, dump[:2000]
+    # The scenario's limit (molecule.yml: 30 % on this slow TCG disk), as the status records it.
+    assert "Swap Used Limit: %d.00%%" % int(status["settings"]["swap_used_limit"]) in dump, dump[:2000]
     # The kill slices under the pressure rule, with the role's limit.
     for name in status["candidates"]["slices"]:
         assert "Path: /%s" % name in dump, dump[:3000]
@@ -55,7 +56,11 @@ def test_oomd_monitors_the_policy(host, status):
 def test_critical_units_are_never_candidates(host, unit):
     assert host.run("systemctl show -p ManagedOOMPreference --value %s" % unit).stdout.strip() == "omit"
     cgroup = host.run("systemctl show -p ControlGroup --value %s" % unit).stdout.strip()
-    assert cgroup, unit
+    if not cgroup:
+        # A oneshot between its runs (oomguard-watchdog: a timer starts it) has no cgroup now;
+        # systemd sets the xattr whenever it creates one.
+        assert host.run("systemctl show -p Type --value %s" % unit).stdout.strip() == "oneshot", unit
+        return
     # systemd sets the xattr systemd-oomd reads only on root-owned cgroups: prove it is there.
     xattr = host.run("python3 -c 'import os, sys; print(os.getxattr(sys.argv[1], \"user.oomd_omit\").decode())' "
                      "/sys/fs/cgroup%s" % cgroup)

@@ -74,9 +74,15 @@ def validate_sinks(config):
     unknown = sorted(set(config) - set(("journal", "email", "webhook")))
     if unknown:
         raise SinkConfigError("sinks: unknown sink(s) %s; allowed: journal, email, webhook" % ", ".join(unknown))
+    for name in ("journal", "email", "webhook"):
+        if config.get(name) is not None and not isinstance(config[name], dict):
+            raise SinkConfigError("sinks.%s: %r must be an object (e.g. {\"enabled\": true, ...})" % (name, config[name]))
     result = {"journal": dict(DEFAULT_SINKS["journal"], **(config.get("journal") or {}))}
     email = dict(EMAIL_DEFAULTS, **(config.get("email") or {}))
     webhook = dict(WEBHOOK_DEFAULTS, **(config.get("webhook") or {}))
+    for name, sink in (("journal", result["journal"]), ("email", email), ("webhook", webhook)):
+        if not isinstance(sink.get("enabled"), bool):
+            raise SinkConfigError("sinks.%s.enabled: %r must be true or false" % (name, sink.get("enabled")))
     for name, sink in (("email", email), ("webhook", webhook)):
         if sink["min_severity"] not in SEVERITIES:
             raise SinkConfigError("sinks.%s.min_severity: %r; allowed: %s" % (name, sink["min_severity"], ", ".join(SEVERITIES)))
@@ -86,7 +92,7 @@ def validate_sinks(config):
         for address in email["to"] + ([email["from"]] if email["from"] else []):
             if not isinstance(address, str) or not _ADDRESS_RE.match(address) or address.startswith("-"):
                 raise SinkConfigError("sinks.email: %r is not a plain address (user@domain, no spaces, no leading '-')" % (address,))
-        if not os.path.isabs(email["sendmail"] or ""):
+        if not isinstance(email["sendmail"], str) or not os.path.isabs(email["sendmail"]):
             raise SinkConfigError("sinks.email.sendmail: %r must be an absolute path" % (email["sendmail"],))
     if webhook["enabled"]:
         url = webhook["url"] or ""
@@ -96,10 +102,17 @@ def validate_sinks(config):
         if webhook["secret_mode"] not in SECRET_MODES:
             raise SinkConfigError("sinks.webhook.secret_mode: %r; allowed: %s" % (webhook["secret_mode"], ", ".join(SECRET_MODES)))
         for key in ("timeout", "backoff", "backoff_max"):
-            if isinstance(webhook[key], bool) or not isinstance(webhook[key], (int, float)) or webhook[key] < 0:
-                raise SinkConfigError("sinks.webhook.%s: %r must be a number >= 0" % (key, webhook[key]))
-        if isinstance(webhook["retries"], bool) or not isinstance(webhook["retries"], int) or webhook["retries"] < 0:
-            raise SinkConfigError("sinks.webhook.retries: %r must be an integer >= 0" % (webhook["retries"],))
+            if isinstance(webhook[key], bool) or not isinstance(webhook[key], (int, float)) \
+                    or not 0 <= webhook[key] <= 3600:
+                raise SinkConfigError("sinks.webhook.%s: %r must be a number of seconds 0..3600" % (key, webhook[key]))
+        if isinstance(webhook["retries"], bool) or not isinstance(webhook["retries"], int) \
+                or not 0 <= webhook["retries"] <= 100:
+            raise SinkConfigError("sinks.webhook.retries: %r must be an integer >= 0 (at most 100)"
+                                  % (webhook["retries"],))
+        if webhook["secret_file"] is not None and (not isinstance(webhook["secret_file"], str)
+                                                   or not os.path.isabs(webhook["secret_file"])):
+            raise SinkConfigError("sinks.webhook.secret_file: %r must be an absolute path or null"
+                                  % (webhook["secret_file"],))
     result["email"] = email
     result["webhook"] = webhook
     return result

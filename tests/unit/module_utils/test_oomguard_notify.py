@@ -249,3 +249,20 @@ def test_journal_falls_back_to_stderr_prefix():
 def test_recipients_and_urls_with_cr_lf_are_refused(sinks, fragment):
     with pytest.raises(SinkConfigError, match=fragment):
         validate_sinks(sinks)
+
+
+@pytest.mark.parametrize("sinks, fragment", [
+    ({"email": "ops@example.com"}, "sinks.email: 'ops@example.com' must be an object"),
+    ({"journal": 5}, "sinks.journal: 5 must be an object"),
+    ({"email": {"enabled": "yes"}}, "sinks.email.enabled: 'yes' must be true or false"),
+    ({"email": {"enabled": True, "to": ["a@b.example"], "sendmail": 5}}, "sinks.email.sendmail: 5"),
+    ({"webhook": {"enabled": True, "url": "https://a.example/b", "timeout": float("nan")}}, "sinks.webhook.timeout"),
+    ({"webhook": {"enabled": True, "url": "https://a.example/b", "backoff_max": float("inf")}}, "backoff_max"),
+    ({"webhook": {"enabled": True, "url": "https://a.example/b", "retries": 10 ** 400}}, "sinks.webhook.retries"),
+    ({"webhook": {"enabled": True, "url": "https://a.example/b", "secret_file": 5}}, "sinks.webhook.secret_file: 5"),
+])
+def test_check_sinks_wrong_types_are_config_errors_not_tracebacks(sinks, fragment):
+    """Issue 15: --check-sinks exits 2 naming the key, never a TypeError."""
+    with pytest.raises(SinkConfigError) as err:
+        validate_sinks(sinks)
+    assert fragment in str(err.value)

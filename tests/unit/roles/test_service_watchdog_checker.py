@@ -8,6 +8,7 @@ unit states in a directory (the boundary, not the thing under test).
 
 import io
 import json
+import subprocess
 import os
 import socket
 import sys
@@ -454,3 +455,39 @@ def test_check_config_wrong_types_exit_2_with_the_key(tmp_path, capsys, raw, fra
     err = capsys.readouterr().err
     assert fragment in err and "Traceback" not in err
     assert wd.main(["--check-config", str(tmp_path)]) == 2  # a directory as config
+
+
+# --- the cron heartbeat writes only into a safe directory (issue 15) -------------------
+
+HEARTBEAT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "roles", "service_watchdog", "files",
+                         "oomguard-heartbeat")
+
+
+def run_heartbeat(tmp_path, directory):
+    env = dict(os.environ, OOMGUARD_HEARTBEAT_DIR=str(directory), OOMGUARD_HEARTBEAT_MARKER=str(tmp_path / "marker"))
+    return subprocess.run(["sh", HEARTBEAT], env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_heartbeat_writes_atomically_into_its_directory(tmp_path):
+    place = tmp_path / "lib"
+    place.mkdir()
+    place.chmod(0o755)
+    assert run_heartbeat(tmp_path, place).returncode == 0
+    assert (place / "cron-heartbeat").read_text().strip().isdigit()
+    assert [p.name for p in place.iterdir()] == ["cron-heartbeat"]
+
+
+@pytest.mark.parametrize("kind", ["world-writable", "group-writable", "link", "missing"])
+def test_heartbeat_refuses_an_unsafe_directory(tmp_path, kind):
+    place = tmp_path / "lib"
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    if kind == "link":
+        place.symlink_to(target)
+    elif kind != "missing":
+        place.mkdir()
+        place.chmod(0o777 if kind == "world-writable" else 0o775)
+    done = run_heartbeat(tmp_path, place)
+    assert done.returncode == 1 and "refusing to write" in done.stderr
+    assert list(target.iterdir()) == [] and (kind in ("link", "missing") or list(place.iterdir()) == [])
+    assert (tmp_path / "marker").exists()  # the journal is told once

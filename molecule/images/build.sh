@@ -16,7 +16,8 @@
 #
 # Environment:
 #   OOMGUARD_CACHE          cache dir (default /var/cache/oomguard-testbed)
-#   OOMGUARD_DEBIAN_MIRROR  Debian mirror (default: the one apt is configured with)
+#   OOMGUARD_MIRROR         Debian mirror (default: the one apt is configured with;
+#                           OOMGUARD_DEBIAN_MIRROR, its older name, is read too)
 #   OOMGUARD_FORCE_REBUILD  1 to ignore the cache
 set -euo pipefail
 
@@ -57,12 +58,13 @@ log() { printf '[build %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { log "ERROR: $*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,18p' "${SCRIPT}" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "${SCRIPT}" | sed 's/^# \{0,1\}//'
 }
 
 debian_mirror() {
-    if [[ -n "${OOMGUARD_DEBIAN_MIRROR:-}" ]]; then
-        echo "${OOMGUARD_DEBIAN_MIRROR}"
+    local given="${OOMGUARD_MIRROR:-${OOMGUARD_DEBIAN_MIRROR:-}}"
+    if [[ -n "${given}" ]]; then
+        echo "${given}"
         return
     fi
     local uri=""
@@ -75,7 +77,7 @@ debian_mirror() {
         uri="$(awk '$1 == "deb" && $0 !~ /security/ {for (i = 2; i <= NF; i++) if ($i ~ /^(https?|ftp):/) {print $i; exit}}' \
             /etc/apt/sources.list || true)"
     fi
-    [[ -n "${uri}" ]] || die "no Debian mirror in this machine's apt sources: set OOMGUARD_DEBIAN_MIRROR to one"
+    [[ -n "${uri}" ]] || die "no Debian mirror in this machine's apt sources: set OOMGUARD_MIRROR to one (e.g. OOMGUARD_MIRROR=http://your-mirror/debian)"
     echo "${uri}"
 }
 

@@ -88,11 +88,23 @@ def _owners(owner_uid=None):
     return owners
 
 
+# Below this uid an account is a system account (Debian's and Red Hat's SYS_UID_MAX is 999).
+SYSTEM_UID_LIMIT = 1000
+
+
 def _dir_error(directory, info, owners, final):
+    """Why directory is no place to write in, or None.
+
+    The directory written into must be root's. A directory on the way may also belong to a
+    system account, never to a login user: distributions do that (Debian's node exporter
+    gives /var/lib/prometheus to the prometheus account, its textfile directory below it
+    stays root's), and refusing it would stop oomguard's metrics on such hosts.
+    """
     if not stat.S_ISDIR(info.st_mode):
         return "%s is not a directory" % directory
-    if info.st_uid not in owners:
-        return "%s is owned by uid %d, not root" % (directory, info.st_uid)
+    if info.st_uid not in owners and (final or info.st_uid >= SYSTEM_UID_LIMIT):
+        return "%s is owned by uid %d, not root%s" % (
+            directory, info.st_uid, "" if final else " or a system account")
     writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
     if writable and (final or not info.st_mode & stat.S_ISVTX):
         return "%s is writable by group or others (mode %o)" % (directory, stat.S_IMODE(info.st_mode))

@@ -151,3 +151,19 @@ def test_path_error_accepts_normal_paths_and_applies_under():
     assert "outside /var/log" in files.path_error("x", "/var/logs/a", under=("/var/log",))
     assert files.path_error("x", "", allow_empty=True) is None
     assert files.path_error("kmsg_path", "/dev/kmsg", system_ok=True) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_a_system_account_may_own_a_directory_on_the_way_not_a_login_user(tmp_path):
+    """Debian's node exporter: /var/lib/prometheus is prometheus's, node-exporter/ below is root's."""
+    parent = tmp_path / "prometheus"
+    leaf = parent / "node-exporter"
+    leaf.mkdir(parents=True)
+    os.chown(str(parent), 998, 998)
+    assert files.untrusted_dir_reason(str(leaf)) is None
+    files.write_file_atomic(str(leaf / "oomguard.prom"), "x 1\n")
+    os.chown(str(parent), 1500, 1500)
+    assert "not root or a system account" in files.untrusted_dir_reason(str(leaf))
+    os.chown(str(parent), 0, 0)
+    os.chown(str(leaf), 998, 998)
+    assert "not root" in files.untrusted_dir_reason(str(leaf))

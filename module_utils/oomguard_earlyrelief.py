@@ -24,9 +24,10 @@ __metaclass__ = type
 import re
 
 try:
-    from ansible.module_utils.oomguard_systemd import UNIT_SUFFIXES, render_dropin
+    from ansible.module_utils.oomguard_systemd import UNIT_SUFFIXES, PlanError as SystemdPlanError, is_unit_name, \
+        render_dropin
 except ImportError:  # installed beside an agent, outside Ansible
-    from oomguard_systemd import UNIT_SUFFIXES, render_dropin
+    from oomguard_systemd import UNIT_SUFFIXES, PlanError as SystemdPlanError, is_unit_name, render_dropin
 
 ENGINES = ("auto", "systemd-oomd", "earlyoom", "none")
 OOMD_MIN_SYSTEMD = 248
@@ -67,8 +68,6 @@ KNOWN_COMMS = {
     "systemd-oomd.service": "systemd-oomd",
 }
 
-# systemd.unit(5): ASCII letters, digits, ":", "-", "_", ".", "\" and "@"; the whole string.
-_UNIT_RE = re.compile(r"[A-Za-z0-9:_.\\@-]{1,250}")
 # A process name as earlyoom matches it: printable, no whitespace.
 _COMM_RE = re.compile(r"[!-~]{1,64}")
 # POSIX extended regular expression metacharacters (earlyoom compiles --avoid/--prefer with regcomp).
@@ -77,8 +76,9 @@ _ERE_SPECIAL = re.compile(r"([.\[\]{}()\\*+?^$|])")
 _EXEC_SAFE = re.compile(r"[A-Za-z0-9_./:=,+-]+")
 
 
-class PlanError(ValueError):
-    """A policy the early killer must not run with; str() names every variable at fault."""
+class PlanError(SystemdPlanError):
+    """A policy the early killer must not run with; str() names every variable at fault,
+    errors lists them (the role's preflight shows each)."""
 
     def __init__(self, errors):
         self.errors = list(errors) if isinstance(errors, (list, tuple)) else [errors]
@@ -102,8 +102,7 @@ def _int_in(value, low, high):
 
 def unit_name_error(name, argument, suffixes=UNIT_SUFFIXES):
     """None when name is a valid systemd unit name with one of suffixes, else the message."""
-    if (isinstance(name, str) and _UNIT_RE.fullmatch(name) and "/" not in name
-            and name.rpartition(".")[2] in suffixes and name.rpartition(".")[0]):
+    if is_unit_name(name) and name.rpartition(".")[2] in suffixes and name.rpartition(".")[0]:
         return None
     return ("%s: %r is not a valid systemd unit name; allowed: letters, digits and : - _ . \\ @ "
             "(no '/', whitespace or shell metacharacters), ending in %s"

@@ -40,6 +40,11 @@ class PlanError(ValueError):
     (oomguard_memplan, oomguard_oomscore), so callers catch one thing."""
 
 
+def is_unit_name(name):
+    """True when name is a string of systemd.unit(5)'s characters, whole, without '/'."""
+    return isinstance(name, str) and "/" not in name and bool(_UNIT_RE.match(name))
+
+
 def normalize_unit_name(name, default_suffix="service", allowed_suffixes=UNIT_SUFFIXES, argument="unit"):
     """Validate a unit name and add the default suffix when it has none.
 
@@ -48,7 +53,7 @@ def normalize_unit_name(name, default_suffix="service", allowed_suffixes=UNIT_SU
     """
     if not isinstance(name, str) or not name:
         raise UnitNameError("%s: a unit name is required" % argument)
-    if "/" in name or not _UNIT_RE.match(name):
+    if not is_unit_name(name):
         raise UnitNameError(
             "%s: %r is not a valid unit name; allowed: letters, digits and : - _ . \\ @ "
             "(no '/', whitespace or shell metacharacters), with a suffix from %s"

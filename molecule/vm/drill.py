@@ -563,10 +563,7 @@ def analyse(run):
         oom_alerts = [a for a in window_alerts if a.get("kind") in ("oom_kill", "early_kill")]
         alert_hog = [a for a in oom_alerts
                      if hog_pids & {v.get("pid") for v in (a.get("details", {}).get("victims") or [])}
-                     # an early kill names the hog's cgroup, or only its unit (PID 1's line)
-                     or any(c and (c in json.dumps(a.get("details", {}))
-                                   or '"%s"' % c.rsplit("/", 1)[-1] in json.dumps(a.get("details", {})))
-                            for c in hog_cgroups)]
+                     or names_hog_cgroup(json.dumps(a.get("details", {})), hog_cgroups)]
         snaps = [s for s in snapshots if start_g <= float(s.get("time", 0)) <= min(end_g + 30, nxt + 5)]
         snap_hog = [s for s in snaps
                     if hog_pids & ({v.get("pid") for v in s.get("oom_victims") or []}
@@ -612,6 +609,12 @@ def analyse(run):
     gaps = [round(b - a, 1) for a, b in zip(window, window[1:])]
     return {"storms": storms, "watchdog_timer_runs": len(window), "watchdog_timer_max_gap_s": max(gaps) if gaps else None,
             "heartbeat": (run.get("probe_end") or {}).get("heartbeat")}
+
+
+def names_hog_cgroup(text, hog_cgroups):
+    """Whether an event's text names a hog's cgroup, or only its unit: an early kill that
+    only PID 1's line reported carries the unit name, no cgroup."""
+    return any(c and (c in text or '"%s"' % c.rsplit("/", 1)[-1] in text) for c in hog_cgroups)
 
 
 def storm_timing(samples, start, end_fallback):

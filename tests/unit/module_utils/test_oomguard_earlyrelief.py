@@ -239,3 +239,9 @@ def test_bad_avoid_units_are_refused(units, message):
     with pytest.raises(PlanError) as caught:
         plan("systemd-oomd", True, 252, True, ["system.slice"], avoid_units=units)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["cron.service\n", "a/b.service", "x y.slice", ".service", 5])
+def test_unit_names_are_checked_whole_by_the_shared_rule(name):
+    assert er.unit_name_error(name, "early_relief_extra_critical_units") is not None
+    assert issubclass(PlanError, ValueError)
